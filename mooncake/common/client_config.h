@@ -1,0 +1,65 @@
+// ClientConfig: the typed configuration of a store client, loaded from the MOONCAKE_* environment
+// variables or from a JSON file, and validated. Field names and defaults follow SGLang's
+// MooncakeStoreConfig (COMPAT.md section 3).
+//
+//   absl::StatusOr<ClientConfig> config = LoadClientConfigFromEnv();
+//   if (!config.ok()) return config.status();  // e.g. "MOONCAKE_PROTOCOL: unknown protocol ..."
+#ifndef MOONCAKE_COMMON_CLIENT_CONFIG_H_
+#define MOONCAKE_COMMON_CLIENT_CONFIG_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace mooncake {
+
+struct ClientConfig {
+  // Name (or host:port) this client's transfer engine advertises. MOONCAKE_LOCAL_HOSTNAME.
+  std::string local_hostname = "localhost";
+  // "P2PHANDSHAKE", "http://host:port/metadata", "etcd://host:port[,host:port]" (or bare host:port,
+  // which means etcd). MOONCAKE_TE_META_DATA_SERVER.
+  std::string metadata_server = "P2PHANDSHAKE";
+  // Bytes this client contributes to the pool; 0 makes a pure client. MOONCAKE_GLOBAL_SEGMENT_SIZE.
+  uint64_t global_segment_size = 4ull << 30;
+  // Bytes of the client's own staging buffer. MOONCAKE_LOCAL_BUFFER_SIZE.
+  uint64_t local_buffer_size = 16ull << 20;
+  // "tcp" or "rdma". MOONCAKE_PROTOCOL.
+  std::string protocol = "tcp";
+  // RDMA devices: "erdma_0,erdma_1", or a JSON map from TP rank to devices. MOONCAKE_DEVICE.
+  std::string device_name;
+  // host:port of mooncake_master. MOONCAKE_MASTER. Required.
+  std::string master_server_address;
+
+  // Validate checks every field; the error names the first bad field and quotes its value.
+  absl::Status Validate() const;
+};
+
+// EnvLookup returns the value of an environment variable, or nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+
+// ProcessEnv reads the real environment.
+std::optional<std::string> ProcessEnv(const char* name);
+
+// LoadClientConfigFromEnv reads MOONCAKE_* variables over the defaults and validates the result.
+absl::StatusOr<ClientConfig> LoadClientConfigFromEnv(const EnvLookup& env = ProcessEnv);
+
+// LoadClientConfigFromJson parses a JSON object with ClientConfig's field names (sizes may be
+// numbers or strings such as "4gb"). Unknown fields are errors, so typos do not pass silently.
+absl::StatusOr<ClientConfig> LoadClientConfigFromJson(absl::string_view json_text);
+
+// LoadClientConfigFromFile reads and parses a JSON file; errors name the file.
+absl::StatusOr<ClientConfig> LoadClientConfigFromFile(const std::string& path);
+
+// DevicesForRank resolves a device_name value for one TP rank: a comma list applies to every rank;
+// a JSON map {"0": "erdma_0", "1": ["erdma_1", "erdma_2"]} picks the rank's entry.
+absl::StatusOr<std::vector<std::string>> DevicesForRank(absl::string_view device_name, int rank);
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_COMMON_CLIENT_CONFIG_H_

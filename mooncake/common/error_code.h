@@ -1,0 +1,74 @@
+// ErrorCode: Mooncake's numeric error codes, as SGLang and other Python callers see them, and their
+// mapping to and from absl::Status.
+//
+// Inside the project every fallible call returns absl::Status / absl::StatusOr. A status made with
+// MakeError() carries its exact ErrorCode as a payload, so the code survives any number of hops
+// (RPC adapters included) and ToErrorCode() recovers it. A status without the payload (from gRPC or
+// a library) is mapped from its canonical code.
+//
+//   absl::Status s = MakeError(ErrorCode::OBJECT_NOT_FOUND, "key 'a' not found");
+//   int py = static_cast<int>(ToErrorCode(s));  // -704
+#ifndef MOONCAKE_COMMON_ERROR_CODE_H_
+#define MOONCAKE_COMMON_ERROR_CODE_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace mooncake {
+
+// ErrorCode values are part of the Python contract (COMPAT.md section 4): never renumber.
+enum class ErrorCode : int32_t {
+  OK = 0,
+  INTERNAL_ERROR = -1,
+  BUFFER_OVERFLOW = -10,
+  SEGMENT_NOT_FOUND = -101,
+  SEGMENT_ALREADY_EXISTS = -102,
+  CLIENT_NOT_FOUND = -103,
+  NO_AVAILABLE_HANDLE = -200,
+  INVALID_KEY = -400,
+  WRITE_FAIL = -500,
+  INVALID_PARAMS = -600,
+  INVALID_WRITE = -700,
+  INVALID_READ = -701,
+  INVALID_REPLICA = -702,
+  REPLICA_IS_NOT_READY = -703,
+  OBJECT_NOT_FOUND = -704,
+  OBJECT_ALREADY_EXISTS = -705,
+  OBJECT_HAS_LEASE = -706,
+  LEASE_EXPIRED = -707,
+  TRANSFER_FAIL = -800,
+  CHECKSUM_MISMATCH = -801,
+  RPC_FAIL = -900,
+  RPC_TIMEOUT = -901,
+  ETCD_OPERATION_ERROR = -1000,
+  NOT_SUPPORTED = -1012,
+};
+
+// ErrorCodeName returns the enumerator's name ("OBJECT_NOT_FOUND"), or "UNKNOWN_ERROR_CODE".
+const char* ErrorCodeName(ErrorCode code);
+
+// ErrorCodeFromInt returns the ErrorCode with that numeric value, or nullopt if there is none.
+std::optional<ErrorCode> ErrorCodeFromInt(int64_t value);
+
+// CanonicalCode is the absl::StatusCode an ErrorCode maps to (OK -> kOk).
+absl::StatusCode CanonicalCode(ErrorCode code);
+
+// MakeError returns a non-OK status that carries `code` exactly. `code` must not be OK; if it is,
+// the result is INTERNAL_ERROR, because an error constructor that returns OK hides bugs.
+absl::Status MakeError(ErrorCode code, absl::string_view message);
+
+// ToErrorCode recovers the ErrorCode of a status: its payload if it has one, else a mapping of its
+// canonical code. OK maps to OK.
+ErrorCode ToErrorCode(const absl::Status& status);
+
+// ToPythonCode is the int a Python method returns for `status` (0 or a negative ErrorCode).
+inline int ToPythonCode(const absl::Status& status) {
+  return static_cast<int>(ToErrorCode(status));
+}
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_COMMON_ERROR_CODE_H_
