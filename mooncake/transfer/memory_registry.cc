@@ -1,0 +1,91 @@
+#include "mooncake/transfer/memory_registry.h"
+
+#include "absl/strings/str_format.h"
+#include "mooncake/common/error_code.h"
+
+namespace mooncake {
+
+absl::Status MemoryRegistry::Register(const RegisteredBuffer& buffer) {
+  if (buffer.addr == 0 || buffer.length == 0) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrFormat("cannot register an empty or null range (addr=%#x, length=%u)",
+                                     buffer.addr, buffer.length));
+  }
+  if (buffer.addr + buffer.length < buffer.addr) {
+    return MakeError(ErrorCode::INVALID_PARAMS, "registered range wraps around the address space");
+  }
+  absl::MutexLock lock(&mu_);
+  auto next = buffers_.lower_bound(buffer.addr);
+  if (next != buffers_.end() && next->first < buffer.addr + buffer.length) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrFormat("range [%#x, +%u) overlaps registered buffer [%#x, +%u)",
+                                     buffer.addr, buffer.length, next->first, next->second.length));
+  }
+  if (next != buffers_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second.length > buffer.addr) {
+      return MakeError(
+          ErrorCode::INVALID_PARAMS,
+          absl::StrFormat("range [%#x, +%u) overlaps registered buffer [%#x, +%u)", buffer.addr,
+                          buffer.length, prev->first, prev->second.length));
+    }
+  }
+  buffers_.emplace(buffer.addr, buffer);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RegisteredBuffer> MemoryRegistry::Unregister(uint64_t addr) {
+  absl::MutexLock lock(&mu_);  // exclusive: waits for WithRange callers
+  auto it = buffers_.find(addr);
+  if (it == buffers_.end()) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrFormat("no registered buffer starts at %#x", addr));
+  }
+  RegisteredBuffer removed = it->second;
+  buffers_.erase(it);
+  return removed;
+}
+
+const RegisteredBuffer* MemoryRegistry::FindLocked(uint64_t addr, uint64_t length) const {
+  auto it = buffers_.upper_bound(addr);
+  if (it == buffers_.begin()) return nullptr;
+  --it;
+  const RegisteredBuffer& b = it->second;
+  uint64_t end = addr + length;
+  if (end < addr) return nullptr;
+  if (addr < b.addr || end > b.addr + b.length) return nullptr;
+  return &b;
+}
+
+absl::Status MemoryRegistry::RangeError(uint64_t addr, uint64_t length, bool remote) const {
+  return MakeError(ErrorCode::INVALID_PARAMS,
+                   absl::StrFormat("address range [%#x, +%u) is not inside a registered%s buffer",
+                                   addr, length, remote ? " remote-accessible" : ""));
+}
+
+absl::StatusOr<RegisteredBuffer> MemoryRegistry::Find(uint64_t addr, uint64_t length,
+                                                      bool remote) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const RegisteredBuffer* b = FindLocked(addr, length);
+  if (b == nullptr || (remote && !b->remote_accessible)) return RangeError(addr, length, remote);
+  return *b;
+}
+
+absl::Status MemoryRegistry::WithRange(
+    uint64_t addr, uint64_t length, bool remote,
+    const std::function<absl::Status(const RegisteredBuffer&)>& fn) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const RegisteredBuffer* b = FindLocked(addr, length);
+  if (b == nullptr || (remote && !b->remote_accessible)) return RangeError(addr, length, remote);
+  return fn(*b);
+}
+
+std::vector<RegisteredBuffer> MemoryRegistry::Snapshot() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<RegisteredBuffer> out;
+  out.reserve(buffers_.size());
+  for (const auto& [addr, b] : buffers_) out.push_back(b);
+  return out;
+}
+
+}  // namespace mooncake

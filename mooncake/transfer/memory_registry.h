@@ -1,0 +1,69 @@
+// MemoryRegistry: the set of memory ranges registered with a TransferEngine. Every address a peer
+// or the local caller names is checked here before a byte moves.
+//
+// Registration records the range only; it never touches the pages (pools can be hundreds of GB).
+// Ranges never overlap. Accessing a range happens under a shared lock (WithRange), so Unregister
+// waits until no copy into or out of the range is in progress: after Unregister returns, no
+// transfer touches that memory again.
+#ifndef MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_
+#define MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace mooncake {
+
+struct RegisteredBuffer {
+  uint64_t addr = 0;
+  uint64_t length = 0;
+  std::string location = "cpu:0";  // Mooncake's location tag (NUMA/GPU)
+  bool remote_accessible = true;   // peers may READ/WRITE it
+  int shm_fd = -1;                 // memfd backing it (same-host peers can map it), or -1
+};
+
+class MemoryRegistry {
+ public:
+  MemoryRegistry() = default;
+  MemoryRegistry(const MemoryRegistry&) = delete;
+  MemoryRegistry& operator=(const MemoryRegistry&) = delete;
+
+  // Register adds a buffer. Fails with INVALID_PARAMS for a null or empty range, address overflow,
+  // or overlap with a registered buffer.
+  absl::Status Register(const RegisteredBuffer& buffer);
+
+  // Unregister removes the buffer that starts at `addr`, waiting for in-progress accesses to
+  // finish. Returns the removed buffer, or INVALID_PARAMS if no buffer starts there.
+  absl::StatusOr<RegisteredBuffer> Unregister(uint64_t addr);
+
+  // Find returns the buffer wholly containing [addr, addr + length), or an INVALID_PARAMS error
+  // that describes the range. `remote` additionally requires the buffer to be remote-accessible.
+  absl::StatusOr<RegisteredBuffer> Find(uint64_t addr, uint64_t length, bool remote) const;
+
+  // WithRange runs `fn` while holding the registry's shared lock, if the range is valid; the memory
+  // cannot be unregistered while `fn` runs. `fn` must not call back into this registry.
+  absl::Status WithRange(uint64_t addr, uint64_t length, bool remote,
+                         const std::function<absl::Status(const RegisteredBuffer&)>& fn) const;
+
+  // Snapshot returns all buffers, ordered by address.
+  std::vector<RegisteredBuffer> Snapshot() const;
+
+ private:
+  const RegisteredBuffer* FindLocked(uint64_t addr, uint64_t length) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status RangeError(uint64_t addr, uint64_t length, bool remote) const;
+
+  mutable absl::Mutex mu_;
+  std::map<uint64_t, RegisteredBuffer> buffers_ ABSL_GUARDED_BY(mu_);  // keyed by start address
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_

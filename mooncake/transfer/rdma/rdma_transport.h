@@ -1,0 +1,170 @@
+// RdmaTransport: one-sided RDMA READ/WRITE over RC queue pairs, striped across several NICs.
+//
+// Control path (this file, rdma_transport.cc): devices, memory registration in chunks below each
+// NIC's max_mr_size, endpoints (one per (local NIC, remote NIC) rail, each with several RC QPs)
+// connected through an RdmaHandshake. Data path (Poll): requests are cut into slices (64 KiB by
+// default); each Poll posts waiting slices to any rail with room, polls the CQs, and finishes
+// slices.
+//
+// Progress is explicit: nothing happens outside Submit() and Poll(). Production runs Poll() on a
+// worker thread; the simulator calls it between events. The transport never blocks in Poll() except
+// for the endpoint handshake.
+//
+// Failures: the first error completion puts a QP in ERROR and flushes the rest (VERBS.md), so the
+// endpoint is torn down and re-handshaken on next use. RETRY_EXC_ERR pauses the rail for
+// `rail_pause`, after which one slice probes it; the slices that failed or were flushed are posted
+// again on other rails. Remote and local access errors are the caller's fault: the request fails
+// with INVALID_PARAMS and is not retried. A slice that fails `max_attempts` times fails its request
+// with TRANSFER_FAIL. Every slice completes exactly once.
+#ifndef MOONCAKE_TRANSFER_RDMA_RDMA_TRANSPORT_H_
+#define MOONCAKE_TRANSFER_RDMA_RDMA_TRANSPORT_H_
+
+#include <infiniband/verbs.h>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "mooncake/common/clock.h"
+#include "mooncake/transfer/rdma/verbs.h"
+#include "mooncake/transfer/segment_descriptor.h"
+#include "mooncake/transfer/transfer_batch.h"
+
+namespace mooncake {
+
+struct RdmaOptions {
+  std::vector<std::string> devices;  // MOONCAKE_DEVICE, e.g. {"erdma_0", "erdma_1"}
+  uint64_t slice_size = 64 << 10;
+  int qps_per_endpoint = 2;
+  int max_wr_per_qp = 32;     // outstanding work requests per QP
+  int cq_entries = 4096;      // per device; bounds outstanding WRs on that device
+  uint64_t max_mr_chunk = 0;  // 0 = each device's max_mr_size
+  absl::Duration rail_pause = absl::Milliseconds(500);
+  int max_attempts = 4;     // tries per slice before its request fails
+  uint8_t qp_timeout = 14;  // 4.096 us * 2^14 = 67 ms per try
+  uint8_t retry_cnt = 7;
+  uint8_t port = 1;
+  int gid_index = 0;
+};
+
+// EndpointInfo is what the two sides of a rail exchange to connect their QPs.
+struct EndpointInfo {
+  std::string segment;    // the sender's segment name
+  std::string local_nic;  // the sender's NIC
+  std::string peer_nic;   // the NIC on the receiver's side it wants to reach
+  ibv_gid gid{};
+  uint16_t lid = 0;
+  uint32_t psn = 0;
+  std::vector<uint32_t> qp_nums;
+};
+
+std::string EndpointInfoToJson(const EndpointInfo& info);
+absl::StatusOr<EndpointInfo> ParseEndpointInfo(absl::string_view json);
+
+// RdmaHandshake carries EndpointInfo to the peer's RdmaTransport::Accept and brings back its answer
+// (over the TCP control connection in production, directly in the simulator).
+class RdmaHandshake {
+ public:
+  virtual ~RdmaHandshake() = default;
+  virtual absl::StatusOr<EndpointInfo> Exchange(const std::string& peer_segment,
+                                                const EndpointInfo& mine) = 0;
+};
+
+class RdmaTransport {
+ public:
+  // `verbs`, `clock` and `handshake` must outlive the transport.
+  RdmaTransport(Verbs* verbs, Clock* clock, RdmaHandshake* handshake, std::string segment_name,
+                RdmaOptions options);
+  ~RdmaTransport();
+  RdmaTransport(const RdmaTransport&) = delete;
+  RdmaTransport& operator=(const RdmaTransport&) = delete;
+
+  // Init opens every device in options.devices, with a PD and a CQ each.
+  absl::Status Init();
+
+  // RegisterMemory registers [addr, addr + length) with every device, in chunks of at most the
+  // devices' MR limit. UnregisterMemory deregisters the region that starts at addr.
+  absl::Status RegisterMemory(uint64_t addr, uint64_t length, bool remote_accessible,
+                              const std::string& location = "cpu:0");
+  absl::Status UnregisterMemory(uint64_t addr);
+
+  // FillDescriptor adds this transport's devices, priority matrix and registered buffers (one entry
+  // per MR chunk, with one rkey per device) to `desc`.
+  void FillDescriptor(SegmentDescriptor* desc) const;
+
+  // Accept answers a peer's handshake: creates QPs on the requested local NIC and connects them.
+  absl::StatusOr<EndpointInfo> Accept(const EndpointInfo& remote);
+
+  // Submit queues request `request` of `batch`. `peer` is the remote segment's descriptor; the
+  // remote range must lie inside its buffers (checked here; the NIC checks again).
+  void Submit(const std::shared_ptr<TransferBatch>& batch, size_t request, bool is_write,
+              uint64_t local_addr, uint64_t remote_addr, uint64_t length,
+              const std::shared_ptr<const SegmentDescriptor>& peer);
+
+  // Poll makes progress; returns how many slices it posted or finished (0 = idle).
+  int Poll();
+
+  // Idle is true when no slice is waiting or in flight.
+  bool Idle() const;
+
+  struct RailStats {
+    std::string local_nic, remote_nic;
+    uint64_t bytes = 0;
+    uint64_t slices = 0;
+    uint64_t failures = 0;
+    bool paused = false;
+  };
+  // Stats per rail to `peer_segment`, for tests and benchmarks.
+  std::vector<RailStats> Stats(const std::string& peer_segment) const;
+
+ private:
+  struct Device;
+  struct Rail;
+  struct Peer;
+  struct Slice;
+  struct Region;
+
+  absl::StatusOr<Peer*> GetPeerLocked(const std::shared_ptr<const SegmentDescriptor>& desc)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ConnectLocked(Rail* rail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<ibv_qp*>> CreateQps(Device* dev, int count);
+  absl::Status ConnectQps(Device* dev, const std::vector<ibv_qp*>& qps, const EndpointInfo& remote,
+                          uint32_t local_psn);
+  void TearDownLocked(Rail* rail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteLocked(const ibv_wc& wc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RetryOrFailLocked(uint32_t slot, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(uint32_t slot, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PauseRailLocked(Rail* rail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const ibv_mr* LocalMrLocked(uint64_t addr, uint64_t length, int device, uint64_t* chunk_end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Verbs* const verbs_;
+  Clock* const clock_;
+  RdmaHandshake* const handshake_;
+  const std::string segment_name_;
+  const RdmaOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Device>> devices_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::unique_ptr<Region>> regions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
+  // Responder-side QPs, by (peer segment, peer NIC, local NIC).
+  std::map<std::string, std::vector<ibv_qp*>> accepted_ ABSL_GUARDED_BY(mu_);
+  std::vector<Slice> slots_ ABSL_GUARDED_BY(mu_);  // wr_id indexes this
+  std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
+  std::deque<uint32_t> waiting_ ABSL_GUARDED_BY(mu_);  // slots not yet posted, FIFO
+  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t next_psn_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_TRANSFER_RDMA_RDMA_TRANSPORT_H_

@@ -1,0 +1,249 @@
+#include "mooncake/transfer/shm/shared_memory.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/common/logging.h"
+
+namespace mooncake {
+namespace {
+
+// Handshake: the peer sends a ShmRequest; the owner answers a ShmReply, with the memfd attached
+// (SCM_RIGHTS) when status == 0.
+struct ShmRequest {
+  uint64_t buffer_addr;
+};
+struct ShmReply {
+  int32_t status;
+  uint32_t reserved;
+  uint64_t length;
+};
+
+absl::Status Errno(absl::string_view what) {
+  return MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat(what, ": ", strerror(errno)));
+}
+
+sockaddr_un AbstractAddress(const std::string& name, socklen_t* len) {
+  sockaddr_un addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  size_t n = std::min(name.size(), sizeof(addr.sun_path) - 1);
+  memcpy(addr.sun_path + 1, name.data(), n);  // leading NUL: abstract namespace
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+  return addr;
+}
+
+}  // namespace
+
+absl::StatusOr<SharedBuffer> AllocateSharedBuffer(uint64_t length, const std::string& name) {
+  if (length == 0) return MakeError(ErrorCode::INVALID_PARAMS, "shared buffer of 0 bytes");
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (fd < 0) return Errno("memfd_create");
+  if (ftruncate(fd, static_cast<off_t>(length)) != 0) {
+    absl::Status s = Errno(absl::StrCat("ftruncate memfd to ", length, " bytes"));
+    close(fd);
+    return s;
+  }
+  void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    absl::Status s = Errno(absl::StrCat("mmap ", length, " bytes"));
+    close(fd);
+    return s;
+  }
+  return SharedBuffer{p, length, fd};
+}
+
+void FreeSharedBuffer(const SharedBuffer& buffer) {
+  if (buffer.addr != nullptr) munmap(buffer.addr, buffer.length);
+  if (buffer.fd >= 0) close(buffer.fd);
+}
+
+ShmExporter::ShmExporter(const MemoryRegistry* registry) : registry_(registry) {}
+
+ShmExporter::~ShmExporter() { Stop(); }
+
+absl::Status ShmExporter::Start(const std::string& name) {
+  name_ = name;
+  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return Errno("socket(AF_UNIX)");
+  socklen_t len;
+  sockaddr_un addr = AbstractAddress(name, &len);
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    absl::Status s = Errno(absl::StrCat("bind @", name));
+    close(listen_fd_);
+    listen_fd_ = -1;
+    return s;
+  }
+  if (listen(listen_fd_, 128) != 0) return Errno("listen");
+  accept_thread_ = std::thread([this] { AcceptLoop(); });
+  return absl::OkStatus();
+}
+
+void ShmExporter::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
+  if (accept_thread_.joinable()) accept_thread_.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  std::list<std::pair<int, std::thread>> conns;
+  {
+    absl::MutexLock lock(&mu_);
+    conns.swap(connections_);
+  }
+  for (auto& [fd, t] : conns) shutdown(fd, SHUT_RDWR);
+  for (auto& [fd, t] : conns) {
+    t.join();
+    close(fd);
+  }
+}
+
+void ShmExporter::AcceptLoop() {
+  while (!stopping_.load()) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (poll(&p, 1, 500) <= 0) continue;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
+      if (stopping_.load()) break;
+      continue;
+    }
+    // Same user only: a memfd grants full access to the memory.
+    ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != getuid()) {
+      MC_LOG(WARNING) << "shm exporter: refusing a peer with another uid";
+      close(fd);
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    connections_.emplace_back(fd, std::thread([this, fd] { Serve(fd); }));
+  }
+}
+
+void ShmExporter::Serve(int fd) {
+  while (!stopping_.load()) {
+    ShmRequest req;
+    ssize_t n = recv(fd, &req, sizeof(req), MSG_WAITALL);
+    if (n != static_cast<ssize_t>(sizeof(req))) break;
+    ShmReply reply{0, 0, 0};
+    int send_fd = -1;
+    auto buf = registry_->Find(req.buffer_addr, 1, /*remote=*/true);
+    if (!buf.ok() || buf->addr != req.buffer_addr || buf->shm_fd < 0) {
+      reply.status = static_cast<int32_t>(ErrorCode::INVALID_PARAMS);
+    } else {
+      reply.length = buf->length;
+      send_fd = buf->shm_fd;
+    }
+    iovec iov{&reply, sizeof(reply)};
+    msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (send_fd >= 0) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
+    }
+    if (sendmsg(fd, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(reply))) break;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ShmPeer>> ShmPeer::Connect(const std::string& socket_name) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket(AF_UNIX)");
+  socklen_t len;
+  sockaddr_un addr = AbstractAddress(socket_name, &len);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    absl::Status s = Errno(absl::StrCat("connect @", socket_name));
+    close(fd);
+    return s;
+  }
+  return std::unique_ptr<ShmPeer>(new ShmPeer(fd));
+}
+
+ShmPeer::~ShmPeer() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [addr, m] : mappings_) munmap(m.base, m.length);
+  close(fd_);
+}
+
+bool ShmPeer::Alive() {
+  absl::MutexLock lock(&mu_);
+  if (dead_) return false;
+  // The owner never sends unprompted, so readable here means EOF (or error): it is gone.
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR))) dead_ = true;
+  return !dead_;
+}
+
+absl::StatusOr<char*> ShmPeer::Translate(uint64_t buffer_addr, uint64_t buffer_length,
+                                         uint64_t addr) {
+  absl::MutexLock lock(&mu_);
+  auto it = mappings_.find(buffer_addr);
+  if (it == mappings_.end()) {
+    if (dead_) return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner is gone");
+    ShmRequest req{buffer_addr};
+    if (send(fd_, &req, sizeof(req), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(req))) {
+      dead_ = true;
+      return Errno("shm handshake send");
+    }
+    ShmReply reply;
+    iovec iov{&reply, sizeof(reply)};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(fd_, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+    if (n != static_cast<ssize_t>(sizeof(reply))) {
+      dead_ = true;
+      return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner closed the handshake");
+    }
+    int memfd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        memcpy(&memfd, CMSG_DATA(c), sizeof(int));
+      }
+    }
+    if (reply.status != 0 || memfd < 0) {
+      if (memfd >= 0) close(memfd);
+      return MakeError(ErrorCode::INVALID_PARAMS,
+                       absl::StrFormat("buffer %#x is not shared by its owner", buffer_addr));
+    }
+    if (reply.length != buffer_length) {
+      close(memfd);
+      return MakeError(
+          ErrorCode::INVALID_PARAMS,
+          absl::StrFormat("buffer %#x changed size (descriptor is stale)", buffer_addr));
+    }
+    void* p = mmap(nullptr, reply.length, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    close(memfd);  // the mapping keeps the memory alive
+    if (p == MAP_FAILED) return Errno("mmap peer buffer");
+    it = mappings_.emplace(buffer_addr, Mapping{static_cast<char*>(p), reply.length}).first;
+  }
+  const Mapping& m = it->second;
+  if (m.length != buffer_length) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrFormat("buffer %#x changed size (descriptor is stale)", buffer_addr));
+  }
+  if (addr < buffer_addr || addr - buffer_addr > m.length) {
+    return MakeError(ErrorCode::INVALID_PARAMS, "address outside the shared buffer");
+  }
+  return m.base + (addr - buffer_addr);
+}
+
+}  // namespace mooncake

@@ -1,0 +1,87 @@
+// Same-host shared memory: memfd-backed buffers that peers on the same host map and copy into
+// directly, and the unix-socket handshake that hands a buffer's memfd to such a peer.
+//
+// Owner side: AllocateSharedBuffer() creates the memory; ShmExporter answers "give me the memfd of
+// the buffer at address A" over an abstract unix socket (same network namespace, same uid only),
+// sending the fd with SCM_RIGHTS. Peer side: ShmPeer connects once, maps each buffer on first use
+// and keeps the connection open; the owner's death shows up as a hang-up on it, and Alive() turns
+// false, so no copy lands in the memory of a dead process unnoticed.
+#ifndef MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
+#define MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "mooncake/transfer/memory_registry.h"
+
+namespace mooncake {
+
+struct SharedBuffer {
+  void* addr = nullptr;
+  uint64_t length = 0;
+  int fd = -1;  // memfd; closed by FreeSharedBuffer
+};
+
+// AllocateSharedBuffer creates a memfd of `length` bytes and maps it. Pages are not touched.
+absl::StatusOr<SharedBuffer> AllocateSharedBuffer(uint64_t length, const std::string& name);
+void FreeSharedBuffer(const SharedBuffer& buffer);
+
+class ShmExporter {
+ public:
+  explicit ShmExporter(const MemoryRegistry* registry);
+  ~ShmExporter();
+  // Start listens on abstract socket "@<name>".
+  absl::Status Start(const std::string& name);
+  void Stop();
+  const std::string& name() const { return name_; }
+
+ private:
+  void AcceptLoop();
+  void Serve(int fd);
+
+  const MemoryRegistry* const registry_;
+  std::string name_;
+  int listen_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::thread accept_thread_;
+  absl::Mutex mu_;
+  std::list<std::pair<int, std::thread>> connections_ ABSL_GUARDED_BY(mu_);
+};
+
+class ShmPeer {
+ public:
+  // Connect opens the handshake connection to an owner's exporter socket.
+  static absl::StatusOr<std::unique_ptr<ShmPeer>> Connect(const std::string& socket_name);
+  ~ShmPeer();
+
+  // Alive is false once the owner closed the connection (exited, crashed, or stopped exporting).
+  bool Alive();
+
+  // Translate returns the local address of remote [addr, addr + length) inside the owner's buffer
+  // that starts at `buffer_addr` with `buffer_length` bytes, mapping it on first use.
+  absl::StatusOr<char*> Translate(uint64_t buffer_addr, uint64_t buffer_length, uint64_t addr);
+
+ private:
+  explicit ShmPeer(int fd) : fd_(fd) {}
+  struct Mapping {
+    char* base;
+    uint64_t length;
+  };
+  const int fd_;
+  absl::Mutex mu_;
+  std::map<uint64_t, Mapping> mappings_ ABSL_GUARDED_BY(mu_);  // by owner's buffer address
+  bool dead_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_

@@ -1,0 +1,53 @@
+#include "mooncake/transfer/shm/shared_memory.h"
+
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gtest/gtest.h"
+#include "mooncake/common/error_code.h"
+
+namespace mooncake {
+namespace {
+
+TEST(SharedMemoryTest, PeerMapsTheOwnersMemoryAndSeesWrites) {
+  MemoryRegistry registry;
+  absl::StatusOr<SharedBuffer> buf = AllocateSharedBuffer(1 << 20, "test");
+  ASSERT_TRUE(buf.ok()) << buf.status();
+  RegisteredBuffer rb;
+  rb.addr = reinterpret_cast<uint64_t>(buf->addr);
+  rb.length = buf->length;
+  rb.shm_fd = buf->fd;
+  ASSERT_TRUE(registry.Register(rb).ok());
+  ShmExporter exporter(&registry);
+  ASSERT_TRUE(exporter.Start("mooncake-shm-test-" + std::to_string(getpid())).ok());
+
+  auto peer = ShmPeer::Connect(exporter.name());
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  absl::StatusOr<char*> p = (*peer)->Translate(rb.addr, rb.length, rb.addr + 100);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_NE(*p, reinterpret_cast<char*>(rb.addr + 100));  // a second mapping, not the same pointer
+  memcpy(*p, "hello", 5);
+  EXPECT_EQ(memcmp(static_cast<char*>(buf->addr) + 100, "hello", 5), 0);
+  EXPECT_TRUE((*peer)->Alive());
+
+  // A buffer that is not shared (or not registered) is refused with a clear error.
+  EXPECT_EQ(ToErrorCode((*peer)->Translate(0x1000, 10, 0x1000).status()),
+            ErrorCode::INVALID_PARAMS);
+  // The wrong length means the caller's descriptor is stale.
+  EXPECT_FALSE((*peer)->Translate(rb.addr, rb.length * 2, rb.addr).ok());
+
+  exporter.Stop();
+  // After the owner stops exporting, the peer notices.
+  for (int i = 0; i < 100 && (*peer)->Alive(); ++i) usleep(1000);
+  EXPECT_FALSE((*peer)->Alive());
+  peer->reset();
+  FreeSharedBuffer(*buf);
+}
+
+TEST(SharedMemoryTest, ConnectToMissingOwnerFails) {
+  EXPECT_FALSE(ShmPeer::Connect("mooncake-shm-nobody-here").ok());
+}
+
+}  // namespace
+}  // namespace mooncake

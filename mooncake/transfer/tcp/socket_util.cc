@@ -1,0 +1,196 @@
+#include "mooncake/transfer/tcp/socket_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace mooncake {
+namespace {
+
+absl::Status Errno(absl::string_view what, int err) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", strerror(err)));
+}
+
+struct AddrInfoDeleter {
+  void operator()(addrinfo* ai) const { freeaddrinfo(ai); }
+};
+
+absl::StatusOr<std::unique_ptr<addrinfo, AddrInfoDeleter>> Resolve(const std::string& host,
+                                                                   int port, bool passive) {
+  addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  addrinfo* result = nullptr;
+  std::string service = std::to_string(port);
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &result);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc)));
+  }
+  return std::unique_ptr<addrinfo, AddrInfoDeleter>(result);
+}
+
+}  // namespace
+
+absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port) {
+  auto ai = Resolve(host, port, /*passive=*/true);
+  if (!ai.ok()) return ai.status();
+  absl::Status last = absl::UnavailableError("no address to bind");
+  for (addrinfo* a = ai->get(); a != nullptr; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      last = Errno("socket", errno);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      last = Errno(absl::StrCat("bind ", host, ":", port), errno);
+      close(fd);
+      continue;
+    }
+    if (listen(fd, 512) != 0) {
+      last = Errno("listen", errno);
+      close(fd);
+      continue;
+    }
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    *bound_port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                           : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    return fd;
+  }
+  return last;
+}
+
+absl::StatusOr<int> ConnectTcp(const std::string& host, int port, absl::Duration timeout) {
+  auto ai = Resolve(host, port, /*passive=*/false);
+  if (!ai.ok()) return ai.status();
+  absl::Status last = absl::UnavailableError("no address to connect to");
+  for (addrinfo* a = ai->get(); a != nullptr; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) {
+      last = Errno("socket", errno);
+      continue;
+    }
+    int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int ms = static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout)));
+      rc = poll(&p, 1, ms);
+      if (rc == 0) {
+        close(fd);
+        last = absl::DeadlineExceededError(
+            absl::StrCat("connect ", host, ":", port, ": timed out after ", ms, " ms"));
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof(err);
+      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        close(fd);
+        last = Errno(absl::StrCat("connect ", host, ":", port), err);
+        continue;
+      }
+    } else if (rc != 0) {
+      int err = errno;
+      close(fd);
+      last = Errno(absl::StrCat("connect ", host, ":", port), err);
+      continue;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+  }
+  return last;
+}
+
+absl::Status SendAll(int fd, struct iovec* iov, int iovcnt) {
+  while (iovcnt > 0) {
+    msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(std::min(iovcnt, IOV_MAX));
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("send", errno);
+    }
+    size_t left = static_cast<size_t>(n);
+    while (iovcnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SendAll(int fd, const void* data, size_t length) {
+  iovec iov{const_cast<void*>(data), length};
+  return SendAll(fd, &iov, 1);
+}
+
+absl::Status RecvAll(int fd, void* data, size_t length) {
+  char* p = static_cast<char*>(data);
+  while (length > 0) {
+    ssize_t n = recv(fd, p, length, MSG_WAITALL);
+    if (n == 0) return absl::UnavailableError("connection closed by peer");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("recv", errno);
+    }
+    p += n;
+    length -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DiscardBytes(int fd, uint64_t length) {
+  std::vector<char> scratch(std::min<uint64_t>(length, 1 << 20));
+  while (length > 0) {
+    size_t n = std::min<uint64_t>(length, scratch.size());
+    absl::Status s = RecvAll(fd, scratch.data(), n);
+    if (!s.ok()) return s;
+    length -= n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SplitHostPort(const std::string& host_port, std::string* host, int* port) {
+  size_t colon = host_port.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("expected host:port, got \"", host_port, "\""));
+  }
+  std::string h = host_port.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  int p = 0;
+  if (!absl::SimpleAtoi(host_port.substr(colon + 1), &p) || p <= 0 || p > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in \"", host_port, "\""));
+  }
+  *host = h;
+  *port = p;
+  return absl::OkStatus();
+}
+
+}  // namespace mooncake

@@ -1,0 +1,39 @@
+// Small blocking-socket helpers for the TCP transport: listen, connect with a timeout, and send or
+// receive whole buffers (looping over partial writes and EINTR).
+#ifndef MOONCAKE_TRANSFER_TCP_SOCKET_UTIL_H_
+#define MOONCAKE_TRANSFER_TCP_SOCKET_UTIL_H_
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace mooncake {
+
+// ListenTcp binds host:port (port 0 = ephemeral) and listens; *bound_port receives the real port.
+// Binds exactly the given host (a name is resolved); never widens to all interfaces.
+absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port);
+
+// ConnectTcp connects to host:port within `timeout`, with TCP_NODELAY set.
+absl::StatusOr<int> ConnectTcp(const std::string& host, int port, absl::Duration timeout);
+
+// SendAll writes every byte of the iovecs (modified in place). Errors carry errno's text.
+absl::Status SendAll(int fd, struct iovec* iov, int iovcnt);
+absl::Status SendAll(int fd, const void* data, size_t length);
+
+// RecvAll reads exactly `length` bytes. A closed connection is an error ("connection closed").
+absl::Status RecvAll(int fd, void* data, size_t length);
+
+// DiscardBytes reads and drops `length` bytes (to skip a payload that cannot be accepted).
+absl::Status DiscardBytes(int fd, uint64_t length);
+
+// SplitHostPort splits "host:port"; the port must be 1..65535.
+absl::Status SplitHostPort(const std::string& host_port, std::string* host, int* port);
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_TRANSFER_TCP_SOCKET_UTIL_H_

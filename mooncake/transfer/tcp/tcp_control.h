@@ -1,0 +1,21 @@
+// ControlCall: one request/reply exchange with a peer's TcpDataServer on a fresh connection, for
+// the rare control operations (P2P descriptor fetch, RDMA rail handshake). Data never uses this.
+#ifndef MOONCAKE_TRANSFER_TCP_TCP_CONTROL_H_
+#define MOONCAKE_TRANSFER_TCP_TCP_CONTROL_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "mooncake/transfer/tcp/tcp_frame.h"
+
+namespace mooncake {
+
+// ControlCall sends `op` with `payload` to host:port and returns the reply payload. A peer's error
+// reply comes back as a status carrying the peer's ErrorCode and message.
+absl::StatusOr<std::string> ControlCall(const std::string& host, int port, FrameOp op,
+                                        const std::string& payload, absl::Duration timeout);
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_TRANSFER_TCP_TCP_CONTROL_H_

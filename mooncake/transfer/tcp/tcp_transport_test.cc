@@ -1,0 +1,179 @@
+// TcpPeer against a real TcpDataServer over loopback.
+#include "mooncake/transfer/tcp/tcp_transport.h"
+
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/transfer/memory_registry.h"
+#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/transfer/tcp/tcp_data_server.h"
+
+namespace mooncake {
+namespace {
+
+class TcpTransportTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kSize = 4 << 20;
+  void SetUp() override {
+    // Guard zones on both sides of the registered window catch stray writes.
+    remote_.assign(kSize + 2 * kGuard, 0xEE);
+    local_.resize(kSize);
+    std::iota(local_.begin(), local_.end(), 0);
+    RegisteredBuffer b;
+    b.addr = reinterpret_cast<uint64_t>(remote_.data() + kGuard);
+    b.length = kSize;
+    ASSERT_TRUE(registry_.Register(b).ok());
+    server_ = std::make_unique<TcpDataServer>(
+        &registry_, [](FrameOp, const std::string&) -> absl::StatusOr<std::string> {
+          return std::string("{}");
+        });
+    ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
+  }
+  uint64_t RemoteAddr(size_t off) {
+    return reinterpret_cast<uint64_t>(remote_.data() + kGuard + off);
+  }
+  bool GuardsIntact() {
+    for (size_t i = 0; i < kGuard; ++i) {
+      if (remote_[i] != 0xEE || remote_[kGuard + kSize + i] != 0xEE) return false;
+    }
+    return true;
+  }
+  std::unique_ptr<TcpPeer> MakePeer(int lanes, uint64_t slice) {
+    TcpPeerOptions o;
+    o.lanes = lanes;
+    o.slice_size = slice;
+    return std::make_unique<TcpPeer>("test-peer", "127.0.0.1", server_->port(), o);
+  }
+  absl::Status Run(TcpPeer* peer, bool write, char* local, uint64_t remote, uint64_t len) {
+    auto batch = std::make_shared<TransferBatch>(1);
+    peer->Submit(batch, 0, write, local, remote, len);
+    peer->Flush();
+    EXPECT_TRUE(batch->Wait(absl::Seconds(10)));
+    return batch->status(0);
+  }
+
+  static constexpr size_t kGuard = 4096;
+  MemoryRegistry registry_;
+  std::vector<unsigned char> remote_;
+  std::vector<unsigned char> local_;
+  std::unique_ptr<TcpDataServer> server_;
+};
+
+TEST_F(TcpTransportTest, WriteThenReadBackAcrossSlicesAndLanes) {
+  auto peer = MakePeer(/*lanes=*/3, /*slice=*/64 << 10);
+  char* src = reinterpret_cast<char*>(local_.data());
+  ASSERT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), kSize).ok());
+  EXPECT_EQ(memcmp(remote_.data() + kGuard, local_.data(), kSize), 0);
+  std::vector<unsigned char> back(kSize, 0);
+  ASSERT_TRUE(
+      Run(peer.get(), false, reinterpret_cast<char*>(back.data()), RemoteAddr(0), kSize).ok());
+  EXPECT_EQ(back, local_);
+  EXPECT_TRUE(GuardsIntact());
+}
+
+TEST_F(TcpTransportTest, ManyRequestsInOneBatch) {
+  auto peer = MakePeer(2, 1 << 20);
+  const int n = 256;
+  const size_t each = kSize / n;
+  auto batch = std::make_shared<TransferBatch>(n);
+  for (int i = 0; i < n; ++i) {
+    peer->Submit(batch, i, true, reinterpret_cast<char*>(local_.data()) + i * each,
+                 RemoteAddr(i * each), each);
+  }
+  peer->Flush();
+  ASSERT_TRUE(batch->Wait(absl::Seconds(10)));
+  for (const absl::Status& s : batch->statuses()) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(memcmp(remote_.data() + kGuard, local_.data(), kSize), 0);
+}
+
+TEST_F(TcpTransportTest, ServerRejectsUnregisteredRangesAndWritesNothing) {
+  auto peer = MakePeer(1, 1 << 20);
+  char* src = reinterpret_cast<char*>(local_.data());
+  // Straddles the end of the registered window into the guard zone.
+  absl::Status s = Run(peer.get(), true, src, RemoteAddr(kSize - 100), 200);
+  EXPECT_EQ(ToErrorCode(s), ErrorCode::INVALID_PARAMS) << s;
+  EXPECT_NE(s.message().find("not inside a registered"), absl::string_view::npos) << s;
+  s = Run(peer.get(), false, src, reinterpret_cast<uint64_t>(remote_.data()), 16);
+  EXPECT_EQ(ToErrorCode(s), ErrorCode::INVALID_PARAMS) << s;
+  EXPECT_TRUE(GuardsIntact());
+  for (size_t i = kSize - 100; i < kSize; ++i) ASSERT_EQ(remote_[kGuard + i], 0xEE);
+  // The connection stays usable after a rejected request.
+  EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 4096).ok());
+}
+
+TEST_F(TcpTransportTest, MalformedFramesCloseOnlyThatConnection) {
+  auto peer = MakePeer(1, 1 << 20);
+  char* src = reinterpret_cast<char*>(local_.data());
+  ASSERT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 4096).ok());
+  for (int variant = 0; variant < 3; ++variant) {
+    absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server_->port(), absl::Seconds(1));
+    ASSERT_TRUE(fd.ok());
+    FrameHeader h;
+    h.op = FrameOp::kWrite;
+    h.addr = RemoteAddr(0);
+    h.length = 1 << 20;
+    if (variant == 0) h.magic = 0x12345678;
+    if (variant == 1) h.length = FrameHeader::kMaxPayload + 1;
+    if (variant == 2) h.op = static_cast<FrameOp>(0x55);
+    ASSERT_TRUE(SendAll(*fd, &h, sizeof(h)).ok());
+    char c;
+    EXPECT_EQ(recv(*fd, &c, 1, 0), 0) << "server should close a connection with a bad header";
+    close(*fd);
+  }
+  // Garbage bytes, then a half header and a hang-up.
+  absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server_->port(), absl::Seconds(1));
+  ASSERT_TRUE(fd.ok());
+  const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n and more junk to fill a header";
+  ASSERT_TRUE(SendAll(*fd, junk, sizeof(junk)).ok());
+  close(*fd);
+  EXPECT_TRUE(GuardsIntact());
+  EXPECT_TRUE(Run(peer.get(), false, src, RemoteAddr(0), 4096).ok());
+}
+
+TEST_F(TcpTransportTest, ServerGoneFailsRequestsThenReconnects) {
+  auto peer = MakePeer(2, 64 << 10);
+  char* src = reinterpret_cast<char*>(local_.data());
+  ASSERT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 4096).ok());
+  int port = server_->port();
+  server_->Stop();
+  absl::Status s = Run(peer.get(), true, src, RemoteAddr(0), kSize);
+  EXPECT_EQ(ToErrorCode(s), ErrorCode::TRANSFER_FAIL) << s;
+  EXPECT_TRUE(peer->TakeFailureFlag());
+  // The peer comes back on the same port: the next request reconnects and succeeds.
+  server_ = std::make_unique<TcpDataServer>(
+      &registry_,
+      [](FrameOp, const std::string&) -> absl::StatusOr<std::string> { return std::string("{}"); });
+  ASSERT_TRUE(server_->Start("127.0.0.1", port).ok());
+  EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), kSize).ok());
+}
+
+TEST(TcpTransportTimeoutTest, SilentPeerTimesOut) {
+  int port = 0;
+  absl::StatusOr<int> listener = ListenTcp("127.0.0.1", 0, &port);
+  ASSERT_TRUE(listener.ok());
+  // Accepts (via the backlog) but never answers.
+  TcpPeerOptions o;
+  o.lanes = 1;
+  TcpPeer peer("silent", "127.0.0.1", port, o);
+  std::vector<char> buf(4096);
+  auto batch = std::make_shared<TransferBatch>(1);
+  peer.Submit(batch, 0, /*is_write=*/false, buf.data(), 0x1000, buf.size());
+  peer.Flush();
+  EXPECT_FALSE(batch->Wait(absl::Milliseconds(100)));
+  peer.CheckTimeouts(absl::Milliseconds(50));
+  ASSERT_TRUE(batch->Wait(absl::Seconds(5)));
+  EXPECT_EQ(ToErrorCode(batch->status(0)), ErrorCode::TRANSFER_FAIL);
+  EXPECT_NE(batch->status(0).message().find("timed out"), absl::string_view::npos)
+      << batch->status(0);
+  close(*listener);
+}
+
+}  // namespace
+}  // namespace mooncake
