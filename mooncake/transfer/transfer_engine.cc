@@ -301,8 +301,8 @@ absl::Status TransferEngine::UnregisterLocalMemory(void* addr) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<void*> TransferEngine::AllocateSharedMemory(uint64_t length) {
-  absl::StatusOr<SharedBuffer> buf = AllocateSharedBuffer(length, "mooncake-segment");
+absl::StatusOr<void*> TransferEngine::AllocateSharedMemory(uint64_t length, bool populate) {
+  absl::StatusOr<SharedBuffer> buf = AllocateSharedBuffer(length, "mooncake-segment", populate);
   if (!buf.ok()) return buf.status();
   RegisteredBuffer b;
   b.addr = reinterpret_cast<uint64_t>(buf->addr);

@@ -93,8 +93,9 @@ class TransferEngine {
   absl::Status UnregisterLocalMemory(void* addr);
 
   // AllocateSharedMemory returns registered, memfd-backed memory that same-host peers can map (the
-  // store's segment uses it). FreeSharedMemory unregisters and frees it.
-  absl::StatusOr<void*> AllocateSharedMemory(uint64_t length);
+  // store's segment uses it); `populate` allocates every page now. FreeSharedMemory unregisters and
+  // frees it.
+  absl::StatusOr<void*> AllocateSharedMemory(uint64_t length, bool populate = false);
   absl::Status FreeSharedMemory(void* addr);
 
   // OpenSegment resolves a segment by name (through the metadata service, or directly from the peer

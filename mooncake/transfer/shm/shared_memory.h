@@ -31,8 +31,11 @@ struct SharedBuffer {
   int fd = -1;  // memfd; closed by FreeSharedBuffer
 };
 
-// AllocateSharedBuffer creates a memfd of `length` bytes and maps it. Pages are not touched.
-absl::StatusOr<SharedBuffer> AllocateSharedBuffer(uint64_t length, const std::string& name);
+// AllocateSharedBuffer creates a memfd of `length` bytes and maps it. With `populate`, every page
+// is allocated up front (a storage pool should not pay first-touch faults on the data path);
+// without, pages are allocated on first write.
+absl::StatusOr<SharedBuffer> AllocateSharedBuffer(uint64_t length, const std::string& name,
+                                                  bool populate = false);
 void FreeSharedBuffer(const SharedBuffer& buffer);
 
 class ShmExporter {

@@ -1,0 +1,311 @@
+#include "mooncake/master/grpc_master_client.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "mooncake/master/proto_convert.h"
+
+namespace mooncake {
+namespace {
+
+constexpr int kMaxMessageBytes = 64 << 20;
+
+template <typename Response>
+absl::Status Rejected(const Response& resp, const char* method) {
+  if (resp.error_code() == 0) return absl::OkStatus();
+  return MakeError(ErrorCodeFromWire(resp.error_code()),
+                   absl::StrCat(method, ": ", resp.error_message()));
+}
+
+absl::Status Malformed(const char* method, size_t got, size_t want) {
+  return MakeError(ErrorCode::RPC_FAIL,
+                   absl::StrCat(method, ": master answered ", got, " results for ", want, " keys"));
+}
+
+template <typename Request>
+void AddKeys(absl::Span<const std::string> keys, Request* req) {
+  req->mutable_keys()->Reserve(static_cast<int>(keys.size()));
+  for (const std::string& key : keys) req->add_keys(key);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GrpcMasterClient>> GrpcMasterClient::Create(
+    const GrpcMasterClientOptions& options) {
+  const size_t colon = options.address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(absl::string_view(options.address).substr(colon + 1), &port) || port <= 0 ||
+      port > 65535) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrCat("master address '", options.address, "' is not host:port"));
+  }
+  if (options.rpc_timeout <= absl::ZeroDuration()) {
+    return MakeError(ErrorCode::INVALID_PARAMS, "rpc_timeout must be > 0");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Reconnect quickly after a master restart; the default backoff grows to two minutes. (The
+  // minimum connect timeout, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, stays at its 20 s default: the
+  // per-call deadline already bounds every call.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // A refused connection is retried only after re-resolving the name, which is otherwise
+  // rate-limited to once per 30 s.
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 200);
+  auto channel =
+      grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
+  return std::unique_ptr<GrpcMasterClient>(new GrpcMasterClient(options, std::move(channel)));
+}
+
+GrpcMasterClient::GrpcMasterClient(const GrpcMasterClientOptions& options,
+                                   std::shared_ptr<grpc::Channel> channel)
+    : options_(options),
+      channel_(std::move(channel)),
+      stub_(proto::MasterService::NewStub(channel_)),
+      watcher_([this] { WatchConnectivity(); }) {}
+
+GrpcMasterClient::~GrpcMasterClient() {
+  stop_watching_.Notify();
+  watcher_.join();
+}
+
+void GrpcMasterClient::WatchConnectivity() {
+  // Waiting for a state change polls the channel, which completes pending connection attempts.
+  while (!stop_watching_.HasBeenNotified()) {
+    const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+    channel_->WaitForStateChange(state,
+                                 std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  }
+}
+
+void GrpcMasterClient::Prepare(grpc::ClientContext* context) const {
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::nanoseconds(absl::ToInt64Nanoseconds(options_.rpc_timeout)));
+}
+
+absl::Status GrpcMasterClient::RpcError(const grpc::Status& status, const char* method) const {
+  const ErrorCode code = status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
+                             ? ErrorCode::RPC_TIMEOUT
+                             : ErrorCode::RPC_FAIL;
+  return MakeError(code, absl::StrCat(method, " to master ", options_.address,
+                                      " failed: ", status.error_message(), " (grpc code ",
+                                      static_cast<int>(status.error_code()), ")"));
+}
+
+absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::KeyCodes(
+    const grpc::Status& status, const proto::BatchKeysResponse& resp, size_t num_keys,
+    const char* method) const {
+  if (!status.ok()) return RpcError(status, method);
+  if (absl::Status s = Rejected(resp, method); !s.ok()) return s;
+  if (static_cast<size_t>(resp.key_error_codes_size()) != num_keys) {
+    return Malformed(method, resp.key_error_codes_size(), num_keys);
+  }
+  std::vector<ErrorCode> out;
+  out.reserve(num_keys);
+  for (int32_t code : resp.key_error_codes()) out.push_back(ErrorCodeFromWire(code));
+  return out;
+}
+
+absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchExistKey(
+    absl::Span<const std::string> keys) {
+  proto::BatchExistKeyRequest req;
+  AddKeys(keys, &req);
+  proto::BatchExistKeyResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->BatchExistKey(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "BatchExistKey");
+  if (absl::Status s = Rejected(resp, "BatchExistKey"); !s.ok()) return s;
+  if (static_cast<size_t>(resp.key_error_codes_size()) != keys.size()) {
+    return Malformed("BatchExistKey", resp.key_error_codes_size(), keys.size());
+  }
+  std::vector<ErrorCode> out;
+  out.reserve(keys.size());
+  for (int32_t code : resp.key_error_codes()) out.push_back(ErrorCodeFromWire(code));
+  return out;
+}
+
+absl::StatusOr<ReplicaListResult> GrpcMasterClient::BatchGetReplicaList(
+    absl::Span<const std::string> keys) {
+  proto::BatchGetReplicaListRequest req;
+  AddKeys(keys, &req);
+  proto::BatchGetReplicaListResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->BatchGetReplicaList(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "BatchGetReplicaList");
+  if (absl::Status s = Rejected(resp, "BatchGetReplicaList"); !s.ok()) return s;
+  if (static_cast<size_t>(resp.results_size()) != keys.size()) {
+    return Malformed("BatchGetReplicaList", resp.results_size(), keys.size());
+  }
+  ReplicaListResult out;
+  out.lease_ttl = absl::Milliseconds(static_cast<int64_t>(resp.lease_ttl_ms()));
+  out.objects.reserve(keys.size());
+  for (const proto::ObjectReplicas& o : resp.results()) out.objects.push_back(FromProto(o));
+  return out;
+}
+
+absl::StatusOr<std::vector<ObjectReplicas>> GrpcMasterClient::BatchPutStart(
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
+    const ReplicateConfig& config) {
+  proto::BatchPutStartRequest req;
+  AddKeys(keys, &req);
+  req.mutable_sizes()->Add(sizes.begin(), sizes.end());
+  ToProto(config, req.mutable_config());
+  proto::BatchPutStartResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->BatchPutStart(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "BatchPutStart");
+  if (absl::Status s = Rejected(resp, "BatchPutStart"); !s.ok()) return s;
+  if (static_cast<size_t>(resp.results_size()) != keys.size()) {
+    return Malformed("BatchPutStart", resp.results_size(), keys.size());
+  }
+  std::vector<ObjectReplicas> out;
+  out.reserve(keys.size());
+  for (const proto::ObjectReplicas& o : resp.results()) out.push_back(FromProto(o));
+  return out;
+}
+
+absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutEnd(
+    absl::Span<const std::string> keys) {
+  proto::BatchKeysRequest req;
+  AddKeys(keys, &req);
+  proto::BatchKeysResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->BatchPutEnd(&context, req, &resp);
+  return KeyCodes(status, resp, keys.size(), "BatchPutEnd");
+}
+
+absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutRevoke(
+    absl::Span<const std::string> keys) {
+  proto::BatchKeysRequest req;
+  AddKeys(keys, &req);
+  proto::BatchKeysResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->BatchPutRevoke(&context, req, &resp);
+  return KeyCodes(status, resp, keys.size(), "BatchPutRevoke");
+}
+
+absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchRemove(
+    absl::Span<const std::string> keys, bool force) {
+  proto::BatchRemoveRequest req;
+  AddKeys(keys, &req);
+  req.set_force(force);
+  proto::BatchKeysResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->BatchRemove(&context, req, &resp);
+  return KeyCodes(status, resp, keys.size(), "BatchRemove");
+}
+
+absl::StatusOr<uint64_t> GrpcMasterClient::RemoveByRegex(const std::string& regex, bool force) {
+  proto::RemoveByRegexRequest req;
+  req.set_regex(regex);
+  req.set_force(force);
+  proto::RemoveCountResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->RemoveByRegex(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "RemoveByRegex");
+  if (absl::Status s = Rejected(resp, "RemoveByRegex"); !s.ok()) return s;
+  return resp.removed();
+}
+
+absl::StatusOr<uint64_t> GrpcMasterClient::RemoveAll(bool force) {
+  proto::RemoveAllRequest req;
+  req.set_force(force);
+  proto::RemoveCountResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->RemoveAll(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "RemoveAll");
+  if (absl::Status s = Rejected(resp, "RemoveAll"); !s.ok()) return s;
+  return resp.removed();
+}
+
+namespace {
+
+absl::Status FromStatusResponse(const proto::StatusResponse& resp, const char* method) {
+  if (resp.error_code() == 0) return absl::OkStatus();
+  return MakeError(ErrorCodeFromWire(resp.error_code()),
+                   absl::StrCat(method, ": ", resp.message()));
+}
+
+}  // namespace
+
+absl::Status GrpcMasterClient::MountSegment(const ClientId& client, const SegmentDesc& segment) {
+  proto::MountSegmentRequest req;
+  ToProto(client, req.mutable_client_id());
+  ToProto(segment, req.mutable_segment());
+  proto::StatusResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->MountSegment(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "MountSegment");
+  return FromStatusResponse(resp, "MountSegment");
+}
+
+absl::Status GrpcMasterClient::RemountSegment(const ClientId& client,
+                                              absl::Span<const SegmentDesc> segments) {
+  proto::RemountSegmentRequest req;
+  ToProto(client, req.mutable_client_id());
+  for (const SegmentDesc& s : segments) ToProto(s, req.add_segments());
+  proto::StatusResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->RemountSegment(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "RemountSegment");
+  return FromStatusResponse(resp, "RemountSegment");
+}
+
+absl::Status GrpcMasterClient::UnmountSegment(const ClientId& client, const std::string& name,
+                                              uint64_t base) {
+  proto::UnmountSegmentRequest req;
+  ToProto(client, req.mutable_client_id());
+  req.set_name(name);
+  req.set_base(base);
+  proto::StatusResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->UnmountSegment(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "UnmountSegment");
+  return FromStatusResponse(resp, "UnmountSegment");
+}
+
+absl::StatusOr<HeartbeatResult> GrpcMasterClient::Heartbeat(const ClientId& client) {
+  proto::HeartbeatRequest req;
+  ToProto(client, req.mutable_client_id());
+  proto::HeartbeatResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->Heartbeat(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "Heartbeat");
+  if (absl::Status s = Rejected(resp, "Heartbeat"); !s.ok()) return s;
+  HeartbeatResult out;
+  out.need_remount = resp.need_remount();
+  out.client_ttl = absl::Milliseconds(static_cast<int64_t>(resp.client_ttl_ms()));
+  return out;
+}
+
+absl::StatusOr<std::vector<SegmentStatus>> GrpcMasterClient::ListSegments() {
+  proto::ListSegmentsRequest req;
+  proto::ListSegmentsResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->ListSegments(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "ListSegments");
+  if (absl::Status s = Rejected(resp, "ListSegments"); !s.ok()) return s;
+  std::vector<SegmentStatus> out;
+  out.reserve(resp.segments_size());
+  for (const proto::SegmentStatus& s : resp.segments()) out.push_back(FromProto(s));
+  return out;
+}
+
+}  // namespace mooncake

@@ -1,0 +1,146 @@
+#include "mooncake/master/grpc_master_service.h"
+
+#include <string>
+#include <vector>
+
+#include "mooncake/master/proto_convert.h"
+
+namespace mooncake {
+namespace {
+
+// Views of the request's keys; the request outlives the call.
+std::vector<absl::string_view> Views(const google::protobuf::RepeatedPtrField<std::string>& keys) {
+  return std::vector<absl::string_view>(keys.begin(), keys.end());
+}
+
+template <typename Response>
+grpc::Status Reject(const absl::Status& status, Response* resp) {
+  resp->set_error_code(ErrorCodeToWire(ToErrorCode(status)));
+  resp->set_error_message(std::string(status.message()));
+  return grpc::Status::OK;
+}
+
+grpc::Status Answer(const absl::Status& status, proto::StatusResponse* resp) {
+  resp->set_error_code(ErrorCodeToWire(ToErrorCode(status)));
+  if (!status.ok()) resp->set_message(std::string(status.message()));
+  return grpc::Status::OK;
+}
+
+grpc::Status Codes(const absl::StatusOr<std::vector<ErrorCode>>& result,
+                   proto::BatchKeysResponse* resp) {
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->mutable_key_error_codes()->Reserve(static_cast<int>(result->size()));
+  for (ErrorCode code : *result) resp->add_key_error_codes(ErrorCodeToWire(code));
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status GrpcMasterService::BatchExistKey(grpc::ServerContext*,
+                                              const proto::BatchExistKeyRequest* req,
+                                              proto::BatchExistKeyResponse* resp) {
+  auto result = service_->BatchExistKey(Views(req->keys()));
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->mutable_key_error_codes()->Reserve(static_cast<int>(result->size()));
+  for (ErrorCode code : *result) resp->add_key_error_codes(ErrorCodeToWire(code));
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcMasterService::BatchGetReplicaList(grpc::ServerContext*,
+                                                    const proto::BatchGetReplicaListRequest* req,
+                                                    proto::BatchGetReplicaListResponse* resp) {
+  auto result = service_->BatchGetReplicaList(Views(req->keys()));
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->set_lease_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->lease_ttl)));
+  resp->mutable_results()->Reserve(static_cast<int>(result->objects.size()));
+  for (const ObjectReplicas& o : result->objects) ToProto(o, resp->add_results());
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
+                                              const proto::BatchPutStartRequest* req,
+                                              proto::BatchPutStartResponse* resp) {
+  const ReplicateConfig config = FromProto(req->config());
+  auto result = service_->BatchPutStart(
+      Views(req->keys()), absl::MakeConstSpan(req->sizes().data(), req->sizes_size()), config);
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->mutable_results()->Reserve(static_cast<int>(result->size()));
+  for (const ObjectReplicas& o : *result) ToProto(o, resp->add_results());
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcMasterService::BatchPutEnd(grpc::ServerContext*,
+                                            const proto::BatchKeysRequest* req,
+                                            proto::BatchKeysResponse* resp) {
+  return Codes(service_->BatchPutEnd(Views(req->keys())), resp);
+}
+
+grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext*,
+                                               const proto::BatchKeysRequest* req,
+                                               proto::BatchKeysResponse* resp) {
+  return Codes(service_->BatchPutRevoke(Views(req->keys())), resp);
+}
+
+grpc::Status GrpcMasterService::BatchRemove(grpc::ServerContext*,
+                                            const proto::BatchRemoveRequest* req,
+                                            proto::BatchKeysResponse* resp) {
+  return Codes(service_->BatchRemove(Views(req->keys()), req->force()), resp);
+}
+
+grpc::Status GrpcMasterService::RemoveByRegex(grpc::ServerContext*,
+                                              const proto::RemoveByRegexRequest* req,
+                                              proto::RemoveCountResponse* resp) {
+  auto result = service_->RemoveByRegex(req->regex(), req->force());
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->set_removed(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcMasterService::RemoveAll(grpc::ServerContext*, const proto::RemoveAllRequest* req,
+                                          proto::RemoveCountResponse* resp) {
+  auto result = service_->RemoveAll(req->force());
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->set_removed(*result);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcMasterService::MountSegment(grpc::ServerContext*,
+                                             const proto::MountSegmentRequest* req,
+                                             proto::StatusResponse* resp) {
+  return Answer(service_->MountSegment(FromProto(req->client_id()), FromProto(req->segment())),
+                resp);
+}
+
+grpc::Status GrpcMasterService::RemountSegment(grpc::ServerContext*,
+                                               const proto::RemountSegmentRequest* req,
+                                               proto::StatusResponse* resp) {
+  std::vector<SegmentDesc> segments;
+  segments.reserve(req->segments_size());
+  for (const proto::Segment& s : req->segments()) segments.push_back(FromProto(s));
+  return Answer(service_->RemountSegment(FromProto(req->client_id()), segments), resp);
+}
+
+grpc::Status GrpcMasterService::UnmountSegment(grpc::ServerContext*,
+                                               const proto::UnmountSegmentRequest* req,
+                                               proto::StatusResponse* resp) {
+  return Answer(service_->UnmountSegment(FromProto(req->client_id()), req->name(), req->base()),
+                resp);
+}
+
+grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext*, const proto::HeartbeatRequest* req,
+                                          proto::HeartbeatResponse* resp) {
+  auto result = service_->Heartbeat(FromProto(req->client_id()));
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->set_need_remount(result->need_remount);
+  resp->set_client_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->client_ttl)));
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcMasterService::ListSegments(grpc::ServerContext*,
+                                             const proto::ListSegmentsRequest*,
+                                             proto::ListSegmentsResponse* resp) {
+  for (const SegmentStatus& s : service_->ListSegments()) ToProto(s, resp->add_segments());
+  return grpc::Status::OK;
+}
+
+}  // namespace mooncake

@@ -1,0 +1,58 @@
+// GrpcMasterService: the thin gRPC adapter in front of MasterService. Each handler converts the
+// request, calls MasterService, and converts the answer; no logic lives here. A rejected request is
+// answered with gRPC status OK and a non-zero `error_code` (+ `error_message`) in the reply, so the
+// client always learns the exact Mooncake ErrorCode.
+//
+//   MasterService service(options, RealClock::Get());
+//   GrpcMasterService adapter(&service);
+//   grpc::ServerBuilder builder;
+//   builder.RegisterService(&adapter);
+#ifndef MOONCAKE_MASTER_GRPC_MASTER_SERVICE_H_
+#define MOONCAKE_MASTER_GRPC_MASTER_SERVICE_H_
+
+#include "grpcpp/grpcpp.h"
+#include "mooncake/master/master_service.h"
+#include "mooncake/proto/master.grpc.pb.h"
+
+namespace mooncake {
+
+class GrpcMasterService final : public proto::MasterService::Service {
+ public:
+  // `service` must outlive the adapter.
+  explicit GrpcMasterService(MasterService* service) : service_(service) {}
+
+  grpc::Status BatchExistKey(grpc::ServerContext* context, const proto::BatchExistKeyRequest* req,
+                             proto::BatchExistKeyResponse* resp) override;
+  grpc::Status BatchGetReplicaList(grpc::ServerContext* context,
+                                   const proto::BatchGetReplicaListRequest* req,
+                                   proto::BatchGetReplicaListResponse* resp) override;
+  grpc::Status BatchPutStart(grpc::ServerContext* context, const proto::BatchPutStartRequest* req,
+                             proto::BatchPutStartResponse* resp) override;
+  grpc::Status BatchPutEnd(grpc::ServerContext* context, const proto::BatchKeysRequest* req,
+                           proto::BatchKeysResponse* resp) override;
+  grpc::Status BatchPutRevoke(grpc::ServerContext* context, const proto::BatchKeysRequest* req,
+                              proto::BatchKeysResponse* resp) override;
+  grpc::Status BatchRemove(grpc::ServerContext* context, const proto::BatchRemoveRequest* req,
+                           proto::BatchKeysResponse* resp) override;
+  grpc::Status RemoveByRegex(grpc::ServerContext* context, const proto::RemoveByRegexRequest* req,
+                             proto::RemoveCountResponse* resp) override;
+  grpc::Status RemoveAll(grpc::ServerContext* context, const proto::RemoveAllRequest* req,
+                         proto::RemoveCountResponse* resp) override;
+  grpc::Status MountSegment(grpc::ServerContext* context, const proto::MountSegmentRequest* req,
+                            proto::StatusResponse* resp) override;
+  grpc::Status RemountSegment(grpc::ServerContext* context, const proto::RemountSegmentRequest* req,
+                              proto::StatusResponse* resp) override;
+  grpc::Status UnmountSegment(grpc::ServerContext* context, const proto::UnmountSegmentRequest* req,
+                              proto::StatusResponse* resp) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context, const proto::HeartbeatRequest* req,
+                         proto::HeartbeatResponse* resp) override;
+  grpc::Status ListSegments(grpc::ServerContext* context, const proto::ListSegmentsRequest* req,
+                            proto::ListSegmentsResponse* resp) override;
+
+ private:
+  MasterService* const service_;
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_MASTER_GRPC_MASTER_SERVICE_H_

@@ -1,0 +1,60 @@
+// mooncake_storage_node: a process that only contributes memory to the pool (a store client with a
+// segment and no workload), like Mooncake's store service. Runs until SIGINT/SIGTERM.
+//
+//   mooncake_storage_node --master=127.0.0.1:50051 --segment_size=4gb
+//       --metadata=http://127.0.0.1:8080/metadata --host=127.0.0.1
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "mooncake/common/byte_size.h"
+#include "mooncake/store/store_client.h"
+
+ABSL_FLAG(std::string, master, "127.0.0.1:50051", "mooncake_master address (host:port)");
+ABSL_FLAG(std::string, metadata, "P2PHANDSHAKE", "metadata server connection string");
+ABSL_FLAG(std::string, host, "127.0.0.1", "host (or host:port) this node serves and advertises");
+ABSL_FLAG(std::string, segment_size, "1gb", "memory contributed to the pool");
+ABSL_FLAG(std::string, protocol, "tcp", "tcp or rdma");
+ABSL_FLAG(std::string, device, "", "RDMA devices, e.g. erdma_0,erdma_1");
+
+namespace {
+volatile sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Contributes a memory segment to a mooncake store pool.");
+  absl::ParseCommandLine(argc, argv);
+  auto size = mooncake::ParseByteSize(absl::GetFlag(FLAGS_segment_size));
+  if (!size.ok() || *size == 0) {
+    fprintf(stderr, "mooncake_storage_node: --segment_size: %s\n",
+            size.ok() ? "must be positive" : std::string(size.status().message()).c_str());
+    return 2;
+  }
+  mooncake::StoreOptions o;
+  o.config.master_server_address = absl::GetFlag(FLAGS_master);
+  o.config.metadata_server = absl::GetFlag(FLAGS_metadata);
+  o.config.local_hostname = absl::GetFlag(FLAGS_host);
+  o.config.global_segment_size = *size;
+  o.config.protocol = absl::GetFlag(FLAGS_protocol);
+  o.config.device_name = absl::GetFlag(FLAGS_device);
+  if (auto devices = mooncake::DevicesForRank(o.config.device_name, 0); devices.ok()) {
+    o.engine_options.rdma_devices = *devices;
+  }
+  auto store = mooncake::StoreClient::Create(std::move(o));
+  if (!store.ok()) {
+    fprintf(stderr, "mooncake_storage_node: %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  printf("READY %s %s\n", (*store)->hostname().c_str(), mooncake::FormatByteSize(*size).c_str());
+  fflush(stdout);
+  while (!g_stop) usleep(100 * 1000);
+  (*store)->Close().IgnoreError();
+  return 0;
+}

@@ -1,0 +1,142 @@
+// StoreClient: the client of the distributed KV store, what
+// `mooncake.store.MooncakeDistributedStore` wraps. It contributes a segment of its own memory to
+// the pool (global_segment_size, 0 = pure client), and puts and gets objects zero-copy between
+// caller buffers and replicas anywhere in the pool, through the TransferEngine. The master (through
+// the MasterClient seam) decides where objects live; data never flows through it.
+//
+//   auto store = StoreClient::Create(config);               // mounts the segment, heartbeats
+//   store->RegisterBuffer(pool, pool_bytes);                 // once, the whole host pool
+//   auto put = store->BatchPut(keys, {{{ptr, size}}, ...}, ReplicateConfig());
+//   auto got = store->BatchGet(keys, {{{ptr, size}}, ...});  // bytes read, or a negative code
+//
+// Results follow the Python contract (COMPAT.md section 2): per key 0 or bytes read on success, a
+// negative ErrorCode on failure; a batch never throws and never fails as a whole because one key
+// did. Put: put-start (the master allocates), write every replica, put-end (or revoke on failure);
+// an existing key is success without a write. Get: replica list (which leases the object), read the
+// closest replica (own segment, then same host, then network), and LEASE_EXPIRED if the lease ran
+// out before the bytes arrived. Thread-safe; SGLang calls it from three threads at once.
+#ifndef MOONCAKE_STORE_STORE_CLIENT_H_
+#define MOONCAKE_STORE_STORE_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "mooncake/common/client_config.h"
+#include "mooncake/common/executor.h"
+#include "mooncake/master/master_client.h"
+#include "mooncake/master/master_types.h"
+#include "mooncake/transfer/transfer_engine.h"
+
+namespace mooncake {
+
+// A caller buffer: `size` bytes at `ptr`.
+struct BufferRef {
+  void* ptr = nullptr;
+  uint64_t size = 0;
+};
+
+struct StoreOptions {
+  ClientConfig config;
+  absl::Duration rpc_timeout = absl::Seconds(5);
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // Allocate the whole segment at setup (MC_PREFAULT_SEGMENT=0 turns it off): writes into the pool
+  // then never pay first-touch page faults.
+  bool prefault_segment = true;
+  // Optional: use this engine (not owned) instead of creating one (SGLang's reuse of a
+  // mooncake.engine.TransferEngine).
+  TransferEngine* engine = nullptr;
+  // Optional: the master seam; default a GrpcMasterClient to config.master_server_address.
+  std::unique_ptr<MasterClient> master;
+  // Advanced engine settings (routes, lanes) when the store creates its own engine.
+  TransferEngineOptions engine_options;
+};
+
+class StoreClient {
+ public:
+  static absl::StatusOr<std::unique_ptr<StoreClient>> Create(StoreOptions options);
+  ~StoreClient();
+  StoreClient(const StoreClient&) = delete;
+  StoreClient& operator=(const StoreClient&) = delete;
+
+  // Close unmounts the segment and stops heartbeats; later calls fail. Idempotent.
+  absl::Status Close();
+
+  // The segment name of this client's transfer engine ("host:port").
+  const std::string& hostname() const { return engine_->segment_name(); }
+  TransferEngine* engine() { return engine_; }
+
+  absl::Status RegisterBuffer(void* ptr, uint64_t size);
+  absl::Status UnregisterBuffer(void* ptr);
+
+  // Per key: 1 exists, 0 missing, negative ErrorCode on error.
+  std::vector<int> BatchIsExist(const std::vector<std::string>& keys);
+  // Per key: 0 stored (or already present), negative ErrorCode. The object is the concatenation of
+  // the key's buffers, which must be registered.
+  std::vector<int> BatchPut(const std::vector<std::string>& keys,
+                            const std::vector<std::vector<BufferRef>>& buffers,
+                            const ReplicateConfig& config);
+  // Per key: bytes read (the object size), or a negative ErrorCode. The buffers must be registered
+  // and hold at least the object; it is scattered across them in order.
+  std::vector<int64_t> BatchGet(const std::vector<std::string>& keys,
+                                const std::vector<std::vector<BufferRef>>& buffers);
+
+  // Asynchronous forms: `done` runs on an internal thread with the same results.
+  void BatchPutAsync(std::vector<std::string> keys, std::vector<std::vector<BufferRef>> buffers,
+                     ReplicateConfig config, std::function<void(std::vector<int>)> done);
+  void BatchGetAsync(std::vector<std::string> keys, std::vector<std::vector<BufferRef>> buffers,
+                     std::function<void(std::vector<int64_t>)> done);
+
+  // Copying forms for Python bytes (not zero-copy).
+  int PutBytes(const std::string& key, absl::string_view value, const ReplicateConfig& config);
+  // The value, "" with OBJECT_NOT_FOUND when missing.
+  absl::StatusOr<std::string> GetBytes(const std::string& key);
+
+  // Object size, or a negative ErrorCode.
+  int64_t GetSize(const std::string& key);
+  int Remove(const std::string& key, bool force);
+  std::vector<int> BatchRemove(const std::vector<std::string>& keys, bool force);
+  // Number removed, or a negative ErrorCode.
+  int64_t RemoveByRegex(const std::string& regex, bool force);
+  int64_t RemoveAll(bool force);
+
+  const ClientId& client_id() const { return client_id_; }
+  // True once the segment is mounted (and remounted after the master forgot it).
+  bool mounted() const { return mounted_.load(); }
+
+ private:
+  explicit StoreClient(StoreOptions options);
+  absl::Status Setup();
+  void HeartbeatLoop();
+  // OpenSegment through the engine's cache; errors become negative codes.
+  absl::StatusOr<SegmentId> Segment(const std::string& name);
+  // Rank of a replica for reading: 0 own segment, 1 same host, 2 network.
+  int Closeness(const std::string& segment_name);
+  absl::Status CheckOpen() const;
+
+  StoreOptions options_;
+  std::unique_ptr<TransferEngine> owned_engine_;
+  TransferEngine* engine_ = nullptr;
+  std::unique_ptr<MasterClient> master_;
+  ClientId client_id_;
+  SegmentDesc segment_;  // size 0 for a pure client
+  void* segment_memory_ = nullptr;
+  std::atomic<bool> mounted_{false};
+  std::atomic<bool> closed_{false};
+  absl::Notification stop_;
+  std::thread heartbeat_;
+  std::unique_ptr<Executor> workers_;
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_STORE_STORE_CLIENT_H_
