@@ -207,8 +207,8 @@ int Run() {
       tp, pages, FormatByteSize(obj).c_str(), batch);
   printf("  batch_put_from    %.2f GB/s (mean over ranks)\n", put_gbps_sum / tp);
   printf("  batch_get_into    %.2f GB/s (mean over ranks), bytes verified\n", get_gbps_sum / tp);
-  printf("  batch_is_exist    p50 %.0f us, p99 %.0f us during the phases (%d keys)\n", Percentile(exist_us, 0.5),
-         Percentile(exist_us, 0.99), 2 * batch);
+  printf("  batch_is_exist    p50 %.0f us, p99 %.0f us during the phases (%d keys)\n",
+         Percentile(exist_us, 0.5), Percentile(exist_us, 0.99), 2 * batch);
   printf("  batch_is_exist    p50 %.0f us, p99 %.0f us steady state (%d keys, 200 calls)\n",
          Percentile(steady_exist_us, 0.5), Percentile(steady_exist_us, 0.99), 2 * batch);
   printf("  4 KiB put_from    p50 %.0f us, p99 %.0f us\n", Percentile(put4k_us, 0.5),
