@@ -42,6 +42,35 @@ bool GidFromString(absl::string_view s, ibv_gid* gid) {
   return true;
 }
 
+// The transport does not link libibverbs (the simulator provides the Verbs), so it names completion
+// statuses itself rather than calling ibv_wc_status_str.
+const char* WcStatusName(ibv_wc_status status) {
+  switch (status) {
+    case IBV_WC_SUCCESS:
+      return "success";
+    case IBV_WC_LOC_LEN_ERR:
+      return "local length error";
+    case IBV_WC_LOC_QP_OP_ERR:
+      return "local QP operation error";
+    case IBV_WC_LOC_PROT_ERR:
+      return "local protection error";
+    case IBV_WC_WR_FLUSH_ERR:
+      return "work request flushed";
+    case IBV_WC_REM_INV_REQ_ERR:
+      return "remote invalid request";
+    case IBV_WC_REM_ACCESS_ERR:
+      return "remote access error";
+    case IBV_WC_REM_OP_ERR:
+      return "remote operation error";
+    case IBV_WC_RETRY_EXC_ERR:
+      return "transport retry counter exceeded";
+    case IBV_WC_RNR_RETRY_EXC_ERR:
+      return "RNR retry counter exceeded";
+    default:
+      return "error completion";
+  }
+}
+
 absl::Status TransferFail(absl::string_view why) {
   return MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat("rdma: ", why));
 }
@@ -126,6 +155,7 @@ struct RdmaTransport::Peer {
   std::shared_ptr<const SegmentDescriptor> desc;
   std::vector<std::unique_ptr<Rail>> rails;
   size_t next_rail = 0;
+  std::deque<uint32_t> waiting;  // slots not yet posted, FIFO
 };
 
 struct RdmaTransport::Slice {
@@ -542,7 +572,7 @@ void RdmaTransport::Submit(const std::shared_ptr<TransferBatch>& batch, size_t r
     s.remote = remote_addr + off;
     s.length = n;
     s.peer = *p;
-    waiting_.push_back(slot);
+    (*p)->waiting.push_back(slot);
   }
 }
 
@@ -614,7 +644,7 @@ void RdmaTransport::RetryOrFailLocked(uint32_t slot, const absl::Status& why) {
     return;
   }
   s.rail = nullptr;
-  waiting_.push_back(slot);
+  s.peer->waiting.push_back(slot);
 }
 
 void RdmaTransport::CompleteLocked(const ibv_wc& wc) {
@@ -640,7 +670,7 @@ void RdmaTransport::CompleteLocked(const ibv_wc& wc) {
       // Not this slice's fault: its QP failed on an earlier request. Post it again elsewhere.
       rail->broken = true;
       s.rail = nullptr;
-      waiting_.push_front(slot);
+      s.peer->waiting.push_front(slot);
       return;
     case IBV_WC_REM_ACCESS_ERR:
     case IBV_WC_REM_INV_REQ_ERR:
@@ -649,25 +679,104 @@ void RdmaTransport::CompleteLocked(const ibv_wc& wc) {
                                    absl::StrFormat("rdma: peer %s refused access to [%#x, +%u) "
                                                    "(%s)",
                                                    s.peer->name, s.remote, s.length,
-                                                   ibv_wc_status_str(wc.status))));
+                                                   WcStatusName(wc.status))));
       return;
     case IBV_WC_LOC_PROT_ERR:
     case IBV_WC_LOC_LEN_ERR:
     case IBV_WC_LOC_QP_OP_ERR:
       rail->broken = true;
-      FinishLocked(slot,
-                   MakeError(ErrorCode::INVALID_PARAMS,
-                             absl::StrFormat("rdma: local buffer [%#x, +%u) rejected (%s)", s.local,
-                                             s.length, ibv_wc_status_str(wc.status))));
+      FinishLocked(slot, MakeError(ErrorCode::INVALID_PARAMS,
+                                   absl::StrFormat("rdma: local buffer [%#x, +%u) rejected (%s)",
+                                                   s.local, s.length, WcStatusName(wc.status))));
       return;
     default:
       rail->broken = true;
       PauseRailLocked(rail);
       RetryOrFailLocked(slot, TransferFail(absl::StrFormat(
                                   "%s -> %s:%s failed: %s", devices_[rail->local_device]->name,
-                                  s.peer->name, rail->remote_nic, ibv_wc_status_str(wc.status))));
+                                  s.peer->name, rail->remote_nic, WcStatusName(wc.status))));
       return;
   }
+}
+
+RdmaTransport::PostResult RdmaTransport::TryPostLocked(Peer* peer, uint32_t slot, int64_t now,
+                                                       absl::Status* error) {
+  const size_t n = peer->rails.size();
+  for (size_t t = 0; t < n; ++t) {
+    size_t index = (peer->next_rail + t) % n;
+    Rail* rail = peer->rails[index].get();
+    if (rail->connecting) continue;
+    if (rail->broken) {
+      if (rail->total_outstanding > 0) continue;  // let the flush drain first
+      TearDownLocked(rail);
+    }
+    if (rail->paused_until > now) continue;
+    // An expired pause means "probing": one slice at a time until one succeeds.
+    if (rail->paused_until != 0 && rail->total_outstanding > 0) continue;
+    Device* dev = devices_[rail->local_device].get();
+    if (dev->outstanding >= options_.cq_entries) continue;
+    if (!rail->connected) {
+      absl::Status c = ConnectLocked(rail);
+      if (!c.ok()) {
+        MC_LOG(WARNING) << "rdma: cannot connect " << dev->name << " -> " << peer->name << ":"
+                        << rail->remote_nic << ": " << c;
+        PauseRailLocked(rail);
+        *error = TransferFail(c.message());
+        return PostResult::kFailed;
+      }
+    }
+    size_t q = rail->qps.size();
+    size_t chosen = q;
+    for (size_t k = 0; k < q; ++k) {
+      size_t cand = (rail->next_qp + k) % q;
+      if (rail->outstanding[cand] < options_.max_wr_per_qp) {
+        chosen = cand;
+        break;
+      }
+    }
+    if (chosen == q) continue;
+    Slice& s = slots_[slot];  // re-read: ConnectLocked may have let slots_ grow
+    const BufferDesc* remote = s.peer->desc->FindBuffer(s.remote, s.length);
+    const ibv_mr* mr = LocalMrLocked(s.local, s.length, rail->local_device, nullptr);
+    if (remote == nullptr || mr == nullptr ||
+        remote->rkey.size() <= static_cast<size_t>(rail->remote_device)) {
+      FinishLocked(slot, MakeError(ErrorCode::INVALID_PARAMS,
+                                   "rdma: buffer was unregistered before the transfer ran"));
+      return PostResult::kFinished;
+    }
+    ibv_sge sge;
+    sge.addr = s.local;
+    sge.length = static_cast<uint32_t>(s.length);
+    sge.lkey = mr->lkey;
+    ibv_send_wr wr;
+    memset(&wr, 0, sizeof(wr));
+    wr.wr_id = slot;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.opcode = s.write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ;
+    wr.send_flags = IBV_SEND_SIGNALED;
+    wr.wr.rdma.remote_addr = s.remote;
+    wr.wr.rdma.rkey = remote->rkey[rail->remote_device];
+    ibv_send_wr* bad = nullptr;
+    int rc = verbs_->PostSend(rail->qps[chosen], &wr, &bad);
+    if (rc == ENOMEM) continue;
+    if (rc != 0) {
+      rail->broken = true;
+      PauseRailLocked(rail);
+      *error = TransferFail(absl::StrCat("post_send: ", strerror(rc)));
+      return PostResult::kFailed;
+    }
+    s.rail = rail;
+    s.qp = chosen;
+    rail->outstanding[chosen]++;
+    rail->total_outstanding++;
+    rail->next_qp = (chosen + 1) % q;
+    dev->outstanding++;
+    ++in_flight_;
+    peer->next_rail = (index + 1) % n;
+    return PostResult::kPosted;
+  }
+  return PostResult::kNoRoom;  // every rail full, paused or busy: wait for completions
 }
 
 int RdmaTransport::Poll() {
@@ -687,97 +796,22 @@ int RdmaTransport::Poll() {
     }
   }
   const int64_t now = clock_->NowNanos();
-  // Post waiting slices: each tries every rail of its peer once, starting after the last used.
-  size_t count = waiting_.size();
-  for (size_t i = 0; i < count && !waiting_.empty(); ++i) {
-    uint32_t slot = waiting_.front();
-    waiting_.pop_front();
-    Peer* peer = slots_[slot].peer;
-    bool posted = false;
-    absl::Status last_error;
-    const size_t n = peer->rails.size();
-    for (size_t t = 0; t < n && !posted; ++t) {
-      size_t index = (peer->next_rail + t) % n;
-      Rail* rail = peer->rails[index].get();
-      if (rail->connecting) continue;
-      if (rail->broken) {
-        if (rail->total_outstanding > 0) continue;  // let the flush drain first
-        TearDownLocked(rail);
-      }
-      if (rail->paused_until > now) continue;
-      // An expired pause means "probing": one slice at a time until one succeeds.
-      if (rail->paused_until != 0 && rail->total_outstanding > 0) continue;
-      Device* dev = devices_[rail->local_device].get();
-      if (dev->outstanding >= options_.cq_entries) continue;
-      if (!rail->connected) {
-        absl::Status c = ConnectLocked(rail);
-        if (!c.ok()) {
-          MC_LOG(WARNING) << "rdma: cannot connect " << dev->name << " -> " << peer->name << ":"
-                          << rail->remote_nic << ": " << c;
-          PauseRailLocked(rail);
-          last_error = TransferFail(c.message());
-          continue;
-        }
-      }
-      size_t q = rail->qps.size();
-      size_t chosen = q;
-      for (size_t k = 0; k < q; ++k) {
-        size_t cand = (rail->next_qp + k) % q;
-        if (rail->outstanding[cand] < options_.max_wr_per_qp) {
-          chosen = cand;
-          break;
-        }
-      }
-      if (chosen == q) continue;
-      Slice& s = slots_[slot];  // re-read: ConnectLocked may have let slots_ grow
-      const BufferDesc* remote = s.peer->desc->FindBuffer(s.remote, s.length);
-      const ibv_mr* mr = LocalMrLocked(s.local, s.length, rail->local_device, nullptr);
-      if (remote == nullptr || mr == nullptr ||
-          remote->rkey.size() <= static_cast<size_t>(rail->remote_device)) {
-        FinishLocked(slot, MakeError(ErrorCode::INVALID_PARAMS,
-                                     "rdma: buffer was unregistered before the transfer ran"));
-        posted = true;
+  // Post waiting slices, per peer in FIFO order, until that peer has no rail with room.
+  for (auto& [name, peer] : peers_) {
+    while (!peer->waiting.empty()) {
+      uint32_t slot = peer->waiting.front();
+      peer->waiting.pop_front();
+      absl::Status error;
+      PostResult result = TryPostLocked(peer.get(), slot, now, &error);
+      if (result == PostResult::kNoRoom) {
+        peer->waiting.push_front(slot);
         break;
       }
-      ibv_sge sge;
-      sge.addr = s.local;
-      sge.length = static_cast<uint32_t>(s.length);
-      sge.lkey = mr->lkey;
-      ibv_send_wr wr;
-      memset(&wr, 0, sizeof(wr));
-      wr.wr_id = slot;
-      wr.sg_list = &sge;
-      wr.num_sge = 1;
-      wr.opcode = s.write ? IBV_WR_RDMA_WRITE : IBV_WR_RDMA_READ;
-      wr.send_flags = IBV_SEND_SIGNALED;
-      wr.wr.rdma.remote_addr = s.remote;
-      wr.wr.rdma.rkey = remote->rkey[rail->remote_device];
-      ibv_send_wr* bad = nullptr;
-      int rc = verbs_->PostSend(rail->qps[chosen], &wr, &bad);
-      if (rc != 0) {
-        if (rc != ENOMEM) {
-          rail->broken = true;
-          PauseRailLocked(rail);
-          last_error = TransferFail(absl::StrCat("post_send: ", strerror(rc)));
-        }
+      if (result == PostResult::kFailed) {
+        RetryOrFailLocked(slot, error);
         continue;
       }
-      s.rail = rail;
-      s.qp = chosen;
-      rail->outstanding[chosen]++;
-      rail->total_outstanding++;
-      rail->next_qp = (chosen + 1) % q;
-      dev->outstanding++;
-      ++in_flight_;
-      peer->next_rail = (index + 1) % n;
-      posted = true;
       ++work;
-    }
-    if (posted) continue;
-    if (!last_error.ok()) {
-      RetryOrFailLocked(slot, last_error);
-    } else {
-      waiting_.push_back(slot);  // no room, or every rail paused: wait
     }
   }
   return work;
@@ -785,7 +819,11 @@ int RdmaTransport::Poll() {
 
 bool RdmaTransport::Idle() const {
   absl::MutexLock lock(&mu_);
-  return waiting_.empty() && in_flight_ == 0;
+  if (in_flight_ != 0) return false;
+  for (const auto& [name, peer] : peers_) {
+    if (!peer->waiting.empty()) return false;
+  }
+  return true;
 }
 
 std::vector<RdmaTransport::RailStats> RdmaTransport::Stats(const std::string& peer_segment) const {

@@ -139,6 +139,10 @@ class RdmaTransport {
   absl::Status ConnectQps(Device* dev, const std::vector<ibv_qp*>& qps, const EndpointInfo& remote,
                           uint32_t local_psn);
   void TearDownLocked(Rail* rail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  enum class PostResult { kPosted, kFinished, kNoRoom, kFailed };
+  // TryPostLocked posts one waiting slice on the first rail of its peer with room.
+  PostResult TryPostLocked(Peer* peer, uint32_t slot, int64_t now, absl::Status* error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CompleteLocked(const ibv_wc& wc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RetryOrFailLocked(uint32_t slot, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(uint32_t slot, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -160,7 +164,6 @@ class RdmaTransport {
   std::map<std::string, std::vector<ibv_qp*>> accepted_ ABSL_GUARDED_BY(mu_);
   std::vector<Slice> slots_ ABSL_GUARDED_BY(mu_);  // wr_id indexes this
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
-  std::deque<uint32_t> waiting_ ABSL_GUARDED_BY(mu_);  // slots not yet posted, FIFO
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t next_psn_ ABSL_GUARDED_BY(mu_) = 1;
 };
