@@ -27,6 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mooncake/common/error_code.h"
+#include "mooncake/common/test_util.h"
 #include "mooncake/master/grpc_master_client.h"
 
 extern char** environ;
@@ -59,19 +60,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// A loopback port that was free a moment ago.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // One run of the binary with stdout and stderr captured in files.
@@ -149,9 +137,9 @@ class Process {
 
 // A master on loopback with its own free ports.
 struct Ports {
-  int grpc = FreePort();
-  int metrics = FreePort();
-  int metadata = FreePort();
+  int grpc = UnusedLoopbackPort();
+  int metrics = UnusedLoopbackPort();
+  int metadata = UnusedLoopbackPort();
   std::vector<std::string> Flags() const {
     return {"--bind_address=127.0.0.1", absl::StrCat("--port=", grpc),
             absl::StrCat("--metrics_port=", metrics)};
@@ -354,7 +342,7 @@ TEST(MooncakeMasterTest, PortInUseFailsToStart) {
   Process first(ports.Flags(), "inuse_a");
   ASSERT_TRUE(first.WaitReady()) << first.err();
   std::vector<std::string> flags = {"--bind_address=127.0.0.1", absl::StrCat("--port=", ports.grpc),
-                                    absl::StrCat("--metrics_port=", FreePort())};
+                                    absl::StrCat("--metrics_port=", UnusedLoopbackPort())};
   Process second(flags, "inuse_b");
   EXPECT_EQ(second.Wait(), 1);
   EXPECT_THAT(second.err(), HasSubstr(absl::StrCat("cannot serve gRPC on 127.0.0.1:", ports.grpc)));

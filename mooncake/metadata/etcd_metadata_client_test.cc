@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "mooncake/common/error_code.h"
+#include "mooncake/common/test_util.h"
 #include "mooncake/metadata/metadata_client.h"
 
 namespace mooncake::metadata {
@@ -30,18 +31,6 @@ namespace {
 constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 // Small, so that the "request too large" path is cheap to exercise.
 constexpr int kEtcdMaxRequestBytes = 64 << 10;
-
-int UnusedLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // EtcdProcess runs one single-member etcd for the test suite.
 class EtcdProcess {

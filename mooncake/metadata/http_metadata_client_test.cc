@@ -14,24 +14,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "mooncake/common/error_code.h"
+#include "mooncake/common/test_util.h"
 #include "mooncake/metadata/http_metadata_server.h"
 #include "mooncake/metadata/metadata_client.h"
 
 namespace mooncake::metadata {
 namespace {
-
-// UnusedLoopbackPort returns a port nothing listens on (bound and released).
-int UnusedLoopbackPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::unique_ptr<HttpMetadataServer> StartServer(int port = 0, size_t max_body_bytes = 1 << 20) {
   HttpMetadataServerOptions options;

@@ -37,6 +37,17 @@ void AddScatterRequests(Op op, const std::vector<BufferRef>& parts, SegmentId se
   }
 }
 
+// NonEmptyKeys collects the non-empty keys (for the master) and their positions in `keys`; empty
+// keys keep the INVALID_KEY their result was initialized with.
+void NonEmptyKeys(const std::vector<std::string>& keys, std::vector<std::string>* valid,
+                  std::vector<size_t>* index) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].empty()) continue;
+    valid->push_back(keys[i]);
+    index->push_back(i);
+  }
+}
+
 }  // namespace
 
 StoreClient::StoreClient(StoreOptions options) : options_(std::move(options)) {}
@@ -186,11 +197,7 @@ std::vector<int> StoreClient::BatchIsExist(const std::vector<std::string>& keys)
   if (absl::Status s = CheckOpen(); !s.ok()) return std::vector<int>(keys.size(), Code(s));
   std::vector<std::string> valid;
   std::vector<size_t> index;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].empty()) continue;
-    valid.push_back(keys[i]);
-    index.push_back(i);
-  }
+  NonEmptyKeys(keys, &valid, &index);
   if (valid.empty()) return out;
   auto r = master_->BatchExistKey(valid);
   for (size_t j = 0; j < index.size(); ++j) {
@@ -441,11 +448,7 @@ std::vector<int> StoreClient::BatchRemove(const std::vector<std::string>& keys, 
   std::vector<int> out(keys.size(), Code(ErrorCode::INVALID_KEY));
   std::vector<std::string> valid;
   std::vector<size_t> index;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].empty()) continue;
-    valid.push_back(keys[i]);
-    index.push_back(i);
-  }
+  NonEmptyKeys(keys, &valid, &index);
   if (valid.empty()) return out;
   auto r = master_->BatchRemove(valid, force);
   for (size_t j = 0; j < index.size(); ++j)

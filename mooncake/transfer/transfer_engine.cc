@@ -36,6 +36,8 @@ struct TransferEngine::Segment {
   SegmentDescriptor desc ABSL_GUARDED_BY(mu);
   std::shared_ptr<const SegmentDescriptor> shared_desc ABSL_GUARDED_BY(mu);  // for RDMA slices
   bool use_rdma ABSL_GUARDED_BY(mu) = false;  // non-shared buffers go over RDMA, not TCP
+  // The owner's shm generation that `desc` is at least as new as (see shm/shared_memory.h).
+  uint64_t shm_generation ABSL_GUARDED_BY(mu) = 0;
   Route route ABSL_GUARDED_BY(mu) = Route::kTcp;
   std::shared_ptr<ShmPeer> shm ABSL_GUARDED_BY(mu);
   std::shared_ptr<TcpPeer> tcp ABSL_GUARDED_BY(mu);
@@ -258,6 +260,8 @@ std::string TransferEngine::DescriptorJson() const {
 }
 
 absl::Status TransferEngine::Publish() {
+  // Every change of our buffers goes through here: tell same-host peers to re-read them.
+  if (shm_exporter_ != nullptr) shm_exporter_->BumpGeneration();
   if (metadata_ == nullptr) return absl::OkStatus();  // P2P: peers ask us directly
   absl::Status s = metadata_->Put(SegmentDescriptorKey(segment_name_), DescriptorJson());
   if (!s.ok()) {
@@ -343,8 +347,9 @@ absl::Status TransferEngine::FreeSharedMemory(void* addr) {
   auto removed = registry_.Unregister(a);
   if (!removed.ok()) return removed.status();
   if (rdma_ != nullptr) rdma_->UnregisterMemory(a).IgnoreError();
+  absl::Status published = Publish();  // peers see the new generation before the memory goes
   FreeSharedBuffer({addr, removed->length, fd});
-  return Publish();
+  return published;
 }
 
 absl::StatusOr<SegmentDescriptor> TransferEngine::FetchDescriptor(const std::string& name) {
@@ -449,6 +454,13 @@ void TransferEngine::SetupRoutes(Segment* seg) {
       !seg->desc.shm_socket.empty() && any_shared) {
     absl::StatusOr<std::unique_ptr<ShmPeer>> shm = ShmPeer::Connect(seg->desc.shm_socket);
     if (shm.ok()) {
+      // Read the generation, then the descriptor again: a change after this read bumps it.
+      seg->shm_generation = (*shm)->Generation();
+      absl::StatusOr<SegmentDescriptor> fresh = FetchDescriptor(seg->name);
+      if (fresh.ok()) {
+        seg->desc = std::move(*fresh);
+        seg->shared_desc = std::make_shared<const SegmentDescriptor>(seg->desc);
+      }
       seg->shm = std::move(*shm);
       seg->route = Route::kShm;
     } else {
@@ -477,6 +489,7 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
     const std::vector<TransferRequest>& requests) {
   auto batch = std::make_shared<TransferBatch>(requests.size());
   std::set<TcpPeer*> touched;
+  std::set<Segment*> refreshed;
   std::vector<std::shared_ptr<TcpPeer>> keep_alive;
   for (size_t i = 0; i < requests.size(); ++i) {
     const TransferRequest& r = requests[i];
@@ -525,7 +538,19 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
       seg->stale = false;
       SetupRoutes(seg.get());
     }
+    const bool shm_changed = seg->shm != nullptr && seg->shm->Generation() != seg->shm_generation;
     const BufferDesc* remote = seg->desc.FindBuffer(r.remote_addr, r.length);
+    if ((remote == nullptr || shm_changed) && !refreshed.count(seg.get())) {
+      // The peer registered or freed memory since we read its descriptor: read it again (once per
+      // batch and segment) before deciding.
+      refreshed.insert(seg.get());
+      absl::StatusOr<SegmentDescriptor> desc = FetchDescriptor(seg->name);
+      if (desc.ok()) {
+        seg->desc = std::move(*desc);
+        SetupRoutes(seg.get());
+        remote = seg->desc.FindBuffer(r.remote_addr, r.length);
+      }
+    }
     if (remote == nullptr) {
       batch->Finish(i, MakeError(ErrorCode::INVALID_PARAMS,
                                  absl::StrFormat("remote range [%#x, +%u) is outside every buffer "

@@ -270,3 +270,48 @@ TEST(TransferEngineMetadataTest, SegmentsResolveThroughTheHttpMetadataServer) {
 
 }  // namespace
 }  // namespace mooncake
+
+namespace mooncake {
+namespace {
+
+TEST(TransferEngineRefreshTest, MemoryRegisteredAfterThePeerOpenedTheSegmentIsReachable) {
+  for (bool shm : {false, true}) {
+    auto client = NewEngine(shm), server = NewEngine(shm);
+    std::vector<char> first(1 << 16, 0), later(1 << 16, 0), local(1 << 16, 0x5c);
+    ASSERT_TRUE(server->RegisterLocalMemory(first.data(), first.size()).ok());
+    ASSERT_TRUE(client->RegisterLocalMemory(local.data(), local.size()).ok());
+    auto seg = client->OpenSegment(server->segment_name());
+    ASSERT_TRUE(seg.ok());
+    ASSERT_TRUE(server->RegisterLocalMemory(later.data(), later.size()).ok());
+    auto st = client->Transfer(
+        {{Op::kWrite, local.data(), *seg, reinterpret_cast<uint64_t>(later.data()), 4096}});
+    EXPECT_TRUE(st[0].ok()) << "shm=" << shm << ": " << st[0];
+    EXPECT_EQ(later[4095], 0x5c);
+  }
+}
+
+TEST(TransferEngineRefreshTest, SharedBufferFreedAndReallocatedIsNotWrittenThroughAStaleMapping) {
+  auto client = NewEngine(), server = NewEngine();
+  std::vector<char> local(1 << 20, 0x21);
+  ASSERT_TRUE(client->RegisterLocalMemory(local.data(), local.size()).ok());
+  auto first = server->AllocateSharedMemory(1 << 20);
+  ASSERT_TRUE(first.ok());
+  auto seg = client->OpenSegment(server->segment_name());
+  ASSERT_TRUE(seg.ok());
+  ASSERT_EQ(*client->RouteTo(*seg), TransferEngine::Route::kShm);
+  uint64_t addr = reinterpret_cast<uint64_t>(*first);
+  ASSERT_TRUE(client->Transfer({{Op::kWrite, local.data(), *seg, addr, 4096}})[0].ok());
+  // Free and allocate again: the kernel usually hands back the same address, a new memfd.
+  ASSERT_TRUE(server->FreeSharedMemory(*first).ok());
+  auto second = server->AllocateSharedMemory(1 << 20);
+  ASSERT_TRUE(second.ok());
+  uint64_t addr2 = reinterpret_cast<uint64_t>(*second);
+  memset(local.data(), 0x42, 4096);
+  auto st = client->Transfer({{Op::kWrite, local.data(), *seg, addr2, 4096}});
+  ASSERT_TRUE(st[0].ok()) << st[0];
+  EXPECT_EQ(static_cast<char*>(*second)[0], 0x42) << "the write went to the freed buffer";
+  EXPECT_EQ(static_cast<char*>(*second)[4095], 0x42);
+}
+
+}  // namespace
+}  // namespace mooncake

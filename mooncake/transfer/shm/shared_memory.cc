@@ -8,6 +8,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mooncake/common/error_code.h"
@@ -19,8 +21,13 @@ namespace {
 // Handshake: the peer sends a ShmRequest; the owner answers a ShmReply, with the memfd attached
 // (SCM_RIGHTS) when status == 0.
 struct ShmRequest {
-  uint64_t buffer_addr;
+  uint64_t buffer_addr;  // 0 asks for the generation page
 };
+constexpr uint64_t kControlPageBytes = 4096;
+
+std::atomic<uint64_t>* GenerationIn(const void* page) {
+  return static_cast<std::atomic<uint64_t>*>(const_cast<void*>(page));
+}
 struct ShmReply {
   int32_t status;
   uint32_t reserved;
@@ -78,6 +85,11 @@ ShmExporter::~ShmExporter() { Stop(); }
 
 absl::Status ShmExporter::Start(const std::string& name) {
   name_ = name;
+  absl::StatusOr<SharedBuffer> control =
+      AllocateSharedBuffer(kControlPageBytes, "mooncake-shm-gen");
+  if (!control.ok()) return control.status();
+  control_ = *control;
+  new (control_.addr) std::atomic<uint64_t>(1);
   listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) return Errno("socket(AF_UNIX)");
   socklen_t len;
@@ -108,6 +120,13 @@ void ShmExporter::Stop() {
     t.join();
     close(fd);
   }
+  FreeSharedBuffer(control_);
+  control_ = SharedBuffer();
+}
+
+void ShmExporter::BumpGeneration() {
+  if (control_.addr != nullptr)
+    GenerationIn(control_.addr)->fetch_add(1, std::memory_order_acq_rel);
 }
 
 void ShmExporter::AcceptLoop() {
@@ -141,7 +160,10 @@ void ShmExporter::Serve(int fd) {
     ShmReply reply{0, 0, 0};
     int send_fd = -1;
     auto buf = registry_->Find(req.buffer_addr, 1, /*remote=*/true);
-    if (!buf.ok() || buf->addr != req.buffer_addr || buf->shm_fd < 0) {
+    if (req.buffer_addr == 0) {
+      reply.length = kControlPageBytes;
+      send_fd = control_.fd;
+    } else if (!buf.ok() || buf->addr != req.buffer_addr || buf->shm_fd < 0) {
       reply.status = static_cast<int32_t>(ErrorCode::INVALID_PARAMS);
     } else {
       reply.length = buf->length;
@@ -176,12 +198,61 @@ absl::StatusOr<std::unique_ptr<ShmPeer>> ShmPeer::Connect(const std::string& soc
     close(fd);
     return s;
   }
-  return std::unique_ptr<ShmPeer>(new ShmPeer(fd));
+  std::unique_ptr<ShmPeer> peer(new ShmPeer(fd));
+  absl::MutexLock lock(&peer->mu_);
+  uint64_t length = 0;
+  absl::StatusOr<int> control = peer->RequestFd(0, &length);
+  if (!control.ok()) return control.status();
+  void* page = mmap(nullptr, kControlPageBytes, PROT_READ, MAP_SHARED, *control, 0);
+  close(*control);
+  if (page == MAP_FAILED) return Errno("mmap generation page");
+  peer->control_ = page;
+  return peer;
+}
+
+uint64_t ShmPeer::Generation() const {
+  return GenerationIn(control_)->load(std::memory_order_acquire);
+}
+
+absl::StatusOr<int> ShmPeer::RequestFd(uint64_t buffer_addr, uint64_t* length) {
+  ShmRequest req{buffer_addr};
+  if (send(fd_, &req, sizeof(req), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(req))) {
+    dead_ = true;
+    return Errno("shm handshake send");
+  }
+  ShmReply reply;
+  iovec iov{&reply, sizeof(reply)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = recvmsg(fd_, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  if (n != static_cast<ssize_t>(sizeof(reply))) {
+    dead_ = true;
+    return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner closed the handshake");
+  }
+  int memfd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      memcpy(&memfd, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  if (reply.status != 0 || memfd < 0) {
+    if (memfd >= 0) close(memfd);
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrFormat("buffer %#x is not shared by its owner", buffer_addr));
+  }
+  *length = reply.length;
+  return memfd;
 }
 
 ShmPeer::~ShmPeer() {
   absl::MutexLock lock(&mu_);
   for (auto& [addr, m] : mappings_) munmap(m.base, m.length);
+  if (control_ != nullptr) munmap(const_cast<void*>(control_), kControlPageBytes);
   close(fd_);
 }
 
@@ -200,48 +271,21 @@ absl::StatusOr<char*> ShmPeer::Translate(uint64_t buffer_addr, uint64_t buffer_l
   auto it = mappings_.find(buffer_addr);
   if (it == mappings_.end()) {
     if (dead_) return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner is gone");
-    ShmRequest req{buffer_addr};
-    if (send(fd_, &req, sizeof(req), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(req))) {
-      dead_ = true;
-      return Errno("shm handshake send");
-    }
-    ShmReply reply;
-    iovec iov{&reply, sizeof(reply)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(fd_, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
-    if (n != static_cast<ssize_t>(sizeof(reply))) {
-      dead_ = true;
-      return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner closed the handshake");
-    }
-    int memfd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        memcpy(&memfd, CMSG_DATA(c), sizeof(int));
-      }
-    }
-    if (reply.status != 0 || memfd < 0) {
-      if (memfd >= 0) close(memfd);
-      return MakeError(ErrorCode::INVALID_PARAMS,
-                       absl::StrFormat("buffer %#x is not shared by its owner", buffer_addr));
-    }
-    if (reply.length != buffer_length) {
+    uint64_t length = 0;
+    absl::StatusOr<int> fd = RequestFd(buffer_addr, &length);
+    if (!fd.ok()) return fd.status();
+    int memfd = *fd;
+    if (length != buffer_length) {
       close(memfd);
       return MakeError(
           ErrorCode::INVALID_PARAMS,
           absl::StrFormat("buffer %#x changed size (descriptor is stale)", buffer_addr));
     }
     // MAP_POPULATE: fill the page tables now, once, instead of faulting on every page later.
-    void* p =
-        mmap(nullptr, reply.length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, memfd, 0);
+    void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, memfd, 0);
     close(memfd);  // the mapping keeps the memory alive
     if (p == MAP_FAILED) return Errno("mmap peer buffer");
-    it = mappings_.emplace(buffer_addr, Mapping{static_cast<char*>(p), reply.length}).first;
+    it = mappings_.emplace(buffer_addr, Mapping{static_cast<char*>(p), length}).first;
   }
   const Mapping& m = it->second;
   if (m.length != buffer_length) {

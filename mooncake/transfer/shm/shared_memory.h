@@ -6,6 +6,12 @@
 // sending the fd with SCM_RIGHTS. Peer side: ShmPeer connects once, maps each buffer on first use
 // and keeps the connection open; the owner's death shows up as a hang-up on it, and Alive() turns
 // false, so no copy lands in the memory of a dead process unnoticed.
+//
+// Peers map buffers by the owner's address, so they must notice when the owner's buffers change
+// (a buffer freed and another allocated at the same address): the exporter keeps a generation
+// counter in a small shared page that every peer maps read-only, bumped on every change of the
+// owner's registrations. A peer compares it before copying and re-reads the owner's descriptor
+// (dropping its mappings) when it moved.
 #ifndef MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
 #define MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
 
@@ -46,6 +52,8 @@ class ShmExporter {
   absl::Status Start(const std::string& name);
   void Stop();
   const std::string& name() const { return name_; }
+  // BumpGeneration tells peers that the owner's buffers changed.
+  void BumpGeneration();
 
  private:
   void AcceptLoop();
@@ -53,6 +61,7 @@ class ShmExporter {
 
   const MemoryRegistry* const registry_;
   std::string name_;
+  SharedBuffer control_;  // one page; a std::atomic<uint64_t> generation at offset 0
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread accept_thread_;
@@ -69,17 +78,23 @@ class ShmPeer {
   // Alive is false once the owner closed the connection (exited, crashed, or stopped exporting).
   bool Alive();
 
+  // Generation is the owner's current buffer generation (see the file comment).
+  uint64_t Generation() const;
+
   // Translate returns the local address of remote [addr, addr + length) inside the owner's buffer
   // that starts at `buffer_addr` with `buffer_length` bytes, mapping it on first use.
   absl::StatusOr<char*> Translate(uint64_t buffer_addr, uint64_t buffer_length, uint64_t addr);
 
  private:
   explicit ShmPeer(int fd) : fd_(fd) {}
+  absl::StatusOr<int> RequestFd(uint64_t buffer_addr, uint64_t* length)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct Mapping {
     char* base;
     uint64_t length;
   };
   const int fd_;
+  const void* control_ = nullptr;  // the owner's generation page, mapped read-only
   absl::Mutex mu_;
   std::map<uint64_t, Mapping> mappings_ ABSL_GUARDED_BY(mu_);  // by owner's buffer address
   bool dead_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,0 +1,19 @@
+// The extension module `mooncake.store` (store.so): MooncakeDistributedStore, ReplicateConfig and
+// MooncakeHostMemAllocator, plus the submodule `engine` that `mooncake/engine.py` re-exports as
+// `mooncake.engine` (one shared object, so a store and a TransferEngine can share one engine).
+#include "pybind11/pybind11.h"
+#include "sglang_backend/py_engine.h"
+#include "sglang_backend/py_store.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(store, m) {
+  m.doc() = "Mooncake-compatible distributed KV-cache store client (mooncake-cpp).";
+  mooncake::binding::BindStore(m);
+  py::module_ engine = m.def_submodule("engine", "Mooncake-compatible transfer engine.");
+  mooncake::binding::BindEngine(engine);
+  // Close stores still open when the interpreter exits, so their segments are unmounted at once
+  // instead of when the master's client_ttl runs out.
+  py::module_::import("atexit").attr("register")(
+      py::cpp_function([] { mooncake::binding::CloseAllStores(); }));
+}
