@@ -80,6 +80,15 @@ absl::Status MemoryRegistry::WithRange(
   return fn(*b);
 }
 
+absl::StatusOr<RegisteredBuffer> MemoryRegistry::ReadView::Find(uint64_t addr, uint64_t length,
+                                                                bool remote) const {
+  const RegisteredBuffer* b = registry_.FindLocked(addr, length);
+  if (b == nullptr || (remote && !b->remote_accessible)) {
+    return registry_.RangeError(addr, length, remote);
+  }
+  return *b;
+}
+
 std::vector<RegisteredBuffer> MemoryRegistry::Snapshot() const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<RegisteredBuffer> out;

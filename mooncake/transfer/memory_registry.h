@@ -55,6 +55,21 @@ class MemoryRegistry {
   // Snapshot returns all buffers, ordered by address.
   std::vector<RegisteredBuffer> Snapshot() const;
 
+  // ReadView holds the shared lock for its lifetime, so a whole batch can be checked and copied
+  // without any of its ranges being unregistered meanwhile. While a view is alive, its thread must
+  // look ranges up through the view, never through the registry (a re-entrant reader lock can
+  // deadlock behind a waiting writer).
+  class ReadView {
+   public:
+    explicit ReadView(const MemoryRegistry& registry)
+        : registry_(registry), lock_(&registry.mu_) {}
+    absl::StatusOr<RegisteredBuffer> Find(uint64_t addr, uint64_t length, bool remote) const;
+
+   private:
+    const MemoryRegistry& registry_;
+    absl::ReaderMutexLock lock_;
+  };
+
  private:
   const RegisteredBuffer* FindLocked(uint64_t addr, uint64_t length) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

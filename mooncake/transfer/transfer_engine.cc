@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <set>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
@@ -42,6 +44,11 @@ struct TransferEngine::Segment {
   std::shared_ptr<ShmPeer> shm ABSL_GUARDED_BY(mu);
   std::shared_ptr<TcpPeer> tcp ABSL_GUARDED_BY(mu);
 };
+
+int DefaultCopyThreads() {
+  unsigned cores = std::thread::hardware_concurrency();
+  return static_cast<int>(std::max(1u, std::min(cores, 4u)));
+}
 
 // Carries RDMA rail handshakes to peers over their TCP control port.
 class TransferEngine::Handshake final : public RdmaHandshake {
@@ -111,6 +118,12 @@ absl::Status TransferEngineOptions::ApplyEnv() {
                        absl::StrCat("MC_TRANSFER_TIMEOUT=\"", v, "\": expected seconds > 0"));
     }
     transfer_timeout = absl::Seconds(seconds);
+  }
+  if (const char* v = env("MC_COPY_THREADS")) {
+    if (!absl::SimpleAtoi(v, &copy_threads) || copy_threads < 1 || copy_threads > 64) {
+      return MakeError(ErrorCode::INVALID_PARAMS,
+                       absl::StrCat("MC_COPY_THREADS=\"", v, "\": expected 1..64"));
+    }
   }
   if (const char* v = env("MC_DISABLE_SHM")) {
     std::string s = absl::AsciiStrToLower(v);
@@ -201,6 +214,9 @@ absl::Status TransferEngine::Init() {
                        s.message()));
     }
     if (absl::Status p = Publish(); !p.ok()) return p;
+  }
+  if (options_.copy_threads > 1) {
+    copy_pool_ = std::make_unique<ThreadPoolExecutor>(options_.copy_threads - 1);
   }
   watchdog_ = std::thread([this] { WatchdogLoop(); });
   MC_LOG(INFO) << "transfer engine " << segment_name_ << " up (metadata "
@@ -491,6 +507,9 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
   std::set<TcpPeer*> touched;
   std::set<Segment*> refreshed;
   std::vector<std::shared_ptr<TcpPeer>> keep_alive;
+  // Same-process and shared-memory requests become plain copies, run together at the end.
+  std::vector<PendingCopy> copies;
+  std::vector<std::shared_ptr<ShmPeer>> mappings_in_use;
   for (size_t i = 0; i < requests.size(); ++i) {
     const TransferRequest& r = requests[i];
     const bool is_write = r.opcode == TransferRequest::Opcode::kWrite;
@@ -512,17 +531,9 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
     }
     absl::MutexLock lock(&seg->mu);
     if (seg->route == Route::kLocal) {
-      absl::Status s = registry_.WithRange(r.remote_addr, r.length, /*remote=*/true,
-                                           [&](const RegisteredBuffer&) {
-                                             char* remote = reinterpret_cast<char*>(r.remote_addr);
-                                             if (is_write) {
-                                               memmove(remote, local, r.length);
-                                             } else {
-                                               memmove(local, remote, r.length);
-                                             }
-                                             return absl::OkStatus();
-                                           });
-      batch->Finish(i, s);
+      char* remote = reinterpret_cast<char*>(r.remote_addr);
+      copies.push_back({i, is_write ? remote : local, is_write ? local : remote, r.length,
+                        /*check_remote=*/true});
       continue;
     }
     if (seg->stale) {
@@ -573,12 +584,11 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
         batch->Finish(i, mapped.status());
         continue;
       }
-      if (is_write) {
-        memcpy(*mapped, local, r.length);
-      } else {
-        memcpy(local, *mapped, r.length);
+      if (mappings_in_use.empty() || mappings_in_use.back() != seg->shm) {
+        mappings_in_use.push_back(seg->shm);  // the mapping outlives the copy
       }
-      batch->Finish(i, absl::OkStatus());
+      copies.push_back({i, is_write ? *mapped : local, is_write ? local : *mapped, r.length,
+                        /*check_remote=*/false});
       continue;
     }
     if (seg->use_rdma) {
@@ -589,8 +599,66 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
     seg->tcp->Submit(batch, i, is_write, local, r.remote_addr, r.length);
     if (touched.insert(seg->tcp.get()).second) keep_alive.push_back(seg->tcp);
   }
-  for (const auto& peer : keep_alive) peer->Flush();
+  for (const auto& peer : keep_alive) peer->Flush();  // network first: it overlaps the copies
+  if (!copies.empty()) RunCopies(requests, &copies, batch.get());
   return batch;
+}
+
+void TransferEngine::RunCopies(const std::vector<TransferRequest>& requests,
+                               std::vector<PendingCopy>* copies, TransferBatch* batch) {
+  // Every range stays registered until the copies are done: Unregister waits for the view.
+  MemoryRegistry::ReadView view(registry_);
+  std::vector<CopyChunk> chunks;
+  std::vector<size_t> done;
+  for (PendingCopy& c : *copies) {
+    const TransferRequest& r = requests[c.request];
+    absl::Status s = view.Find(reinterpret_cast<uint64_t>(r.local), r.length, false).status();
+    if (s.ok() && c.check_remote) s = view.Find(r.remote_addr, r.length, true).status();
+    if (!s.ok()) {
+      batch->Finish(c.request, s);
+      continue;
+    }
+    const bool overlap = c.dst < c.src + c.length && c.src < c.dst + c.length;
+    if (overlap) {
+      memmove(c.dst, c.src, c.length);  // only a request within one engine's own memory
+    } else {
+      for (uint64_t off = 0; off < c.length; off += kCopyChunk) {
+        chunks.push_back({c.dst + off, c.src + off, std::min(kCopyChunk, c.length - off)});
+      }
+    }
+    done.push_back(c.request);
+  }
+  ParallelCopy(chunks);
+  for (size_t request : done) batch->Finish(request, absl::OkStatus());
+}
+
+void TransferEngine::ParallelCopy(const std::vector<CopyChunk>& chunks) {
+  uint64_t total = 0;
+  for (const CopyChunk& c : chunks) total += c.length;
+  std::atomic<size_t> next{0};
+  auto work = [&chunks, &next] {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks.size();) {
+      memcpy(chunks[i].dst, chunks[i].src, chunks[i].length);
+    }
+  };
+  // Small batches are not worth waking a helper; large ones use every core (one thread's memcpy
+  // is bound by its own memory latency, not by the memory bus).
+  const int helpers = copy_pool_ == nullptr || total < kParallelCopyThreshold
+                          ? 0
+                          : std::min<int>(options_.copy_threads - 1, chunks.size() - 1);
+  if (helpers <= 0) {
+    work();
+    return;
+  }
+  absl::BlockingCounter pending(helpers);
+  for (int h = 0; h < helpers; ++h) {
+    copy_pool_->Schedule([&work, &pending] {
+      work();
+      pending.DecrementCount();
+    });
+  }
+  work();
+  pending.Wait();
 }
 
 std::vector<absl::Status> TransferEngine::Transfer(const std::vector<TransferRequest>& requests) {

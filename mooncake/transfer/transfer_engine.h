@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "mooncake/common/executor.h"
 #include "mooncake/transfer/memory_registry.h"
 #include "mooncake/transfer/rdma/rdma_transport.h"
 #include "mooncake/transfer/segment_descriptor.h"
@@ -47,6 +48,9 @@ class ShmExporter;
 class ShmPeer;
 enum class FrameOp : uint8_t;
 
+// DefaultCopyThreads is the machine's core count, capped at 4.
+int DefaultCopyThreads();
+
 struct TransferEngineOptions {
   // "host" or "host:port". The engine listens on this host (and port; 0 or none = ephemeral) and
   // advertises exactly this host. The segment name is always "host:port".
@@ -63,8 +67,10 @@ struct TransferEngineOptions {
   Verbs* verbs = nullptr;
   // Routes that may be used; benchmarks turn the faster ones off to measure TCP.
   bool allow_local_memcpy = true;
-  bool allow_shm = true;                                // MC_DISABLE_SHM=1 turns it off
-  int tcp_lanes = 2;                                    // MC_TCP_LANES
+  bool allow_shm = true;  // MC_DISABLE_SHM=1 turns it off
+  int tcp_lanes = 2;      // MC_TCP_LANES
+  // Threads (the caller included) that copy large same-process / shared-memory batches.
+  int copy_threads = DefaultCopyThreads();              // MC_COPY_THREADS
   uint64_t tcp_slice_size = 1 << 20;                    // MC_TCP_SLICE_SIZE
   absl::Duration transfer_timeout = absl::Seconds(30);  // MC_TRANSFER_TIMEOUT (seconds)
   absl::Duration connect_timeout = absl::Seconds(3);
@@ -119,6 +125,26 @@ class TransferEngine {
   std::string DescriptorJson() const;
   absl::Status Publish();
   absl::StatusOr<SegmentDescriptor> FetchDescriptor(const std::string& name);
+  // Copies gathered by Submit for the same-process and shared-memory routes.
+  struct PendingCopy {
+    size_t request;
+    char* dst;
+    const char* src;
+    uint64_t length;
+    bool check_remote;  // same-process: the remote range is ours and must still be registered
+  };
+  struct CopyChunk {
+    char* dst;
+    const char* src;
+    uint64_t length;
+  };
+  static constexpr uint64_t kCopyChunk = 1 << 20;
+  static constexpr uint64_t kParallelCopyThreshold = 1 << 20;
+  static_assert(kParallelCopyThreshold >= kCopyChunk, "parallel copies need several chunks");
+  void RunCopies(const std::vector<TransferRequest>& requests, std::vector<PendingCopy>* copies,
+                 TransferBatch* batch);
+  void ParallelCopy(const std::vector<CopyChunk>& chunks);
+
   // SetupRoutes (re)builds the TCP and shared-memory routes from seg->desc; requires seg->mu.
   void SetupRoutes(Segment* seg);
   std::shared_ptr<Segment> GetSegment(SegmentId id);
@@ -134,6 +160,7 @@ class TransferEngine {
   MemoryRegistry registry_;
   std::unique_ptr<metadata::MetadataClient> metadata_;
   std::unique_ptr<TcpDataServer> tcp_server_;
+  std::unique_ptr<Executor> copy_pool_;  // copy_threads - 1 helpers
   std::unique_ptr<ShmExporter> shm_exporter_;
   std::unique_ptr<Verbs> owned_verbs_;
   std::unique_ptr<Handshake> handshake_;
