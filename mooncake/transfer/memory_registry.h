@@ -61,8 +61,7 @@ class MemoryRegistry {
   // deadlock behind a waiting writer).
   class ReadView {
    public:
-    explicit ReadView(const MemoryRegistry& registry)
-        : registry_(registry), lock_(&registry.mu_) {}
+    explicit ReadView(const MemoryRegistry& registry) : registry_(registry), lock_(&registry.mu_) {}
     absl::StatusOr<RegisteredBuffer> Find(uint64_t addr, uint64_t length, bool remote) const;
 
    private:
