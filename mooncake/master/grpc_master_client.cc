@@ -110,8 +110,32 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::KeyCodes(
   return out;
 }
 
+void GrpcMasterClient::UseFastRpc(int port) {
+  absl::MutexLock lock(&fast_mu_);
+  if (port == fast_port_) return;
+  fast_port_ = port;
+  fast_.reset();
+  if (port <= 0) return;
+  std::string host = options_.address.substr(0, options_.address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  fast_ = std::make_shared<FastRpcClient>(host, port, options_.rpc_timeout);
+}
+
+std::shared_ptr<FastRpcClient> GrpcMasterClient::Fast() {
+  absl::MutexLock lock(&fast_mu_);
+  return fast_;
+}
+
+// The fast path answers unless its transport failed; then the same call goes over gRPC.
+#define MC_TRY_FAST(call)                                                                       \
+  if (std::shared_ptr<FastRpcClient> fast = Fast()) {                                           \
+    auto result = fast->call;                                                                   \
+    if (result.ok() || result.status().code() != absl::StatusCode::kUnavailable) return result; \
+  }
+
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchExistKey(
     absl::Span<const std::string> keys) {
+  MC_TRY_FAST(Codes(FastRpcOp::kExist, keys));
   proto::BatchExistKeyRequest req;
   AddKeys(keys, &req);
   proto::BatchExistKeyResponse resp;
@@ -131,6 +155,7 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchExistKey(
 
 absl::StatusOr<ReplicaListResult> GrpcMasterClient::BatchGetReplicaList(
     absl::Span<const std::string> keys) {
+  MC_TRY_FAST(GetReplicaList(keys));
   proto::BatchGetReplicaListRequest req;
   AddKeys(keys, &req);
   proto::BatchGetReplicaListResponse resp;
@@ -152,6 +177,7 @@ absl::StatusOr<ReplicaListResult> GrpcMasterClient::BatchGetReplicaList(
 absl::StatusOr<std::vector<ObjectReplicas>> GrpcMasterClient::BatchPutStart(
     absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
     const ReplicateConfig& config) {
+  MC_TRY_FAST(PutStart(keys, sizes, config));
   proto::BatchPutStartRequest req;
   AddKeys(keys, &req);
   req.mutable_sizes()->Add(sizes.begin(), sizes.end());
@@ -173,6 +199,7 @@ absl::StatusOr<std::vector<ObjectReplicas>> GrpcMasterClient::BatchPutStart(
 
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutEnd(
     absl::Span<const std::string> keys) {
+  MC_TRY_FAST(Codes(FastRpcOp::kPutEnd, keys));
   proto::BatchKeysRequest req;
   AddKeys(keys, &req);
   proto::BatchKeysResponse resp;
@@ -184,6 +211,7 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutEnd(
 
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutRevoke(
     absl::Span<const std::string> keys) {
+  MC_TRY_FAST(Codes(FastRpcOp::kPutRevoke, keys));
   proto::BatchKeysRequest req;
   AddKeys(keys, &req);
   proto::BatchKeysResponse resp;
@@ -291,6 +319,8 @@ absl::StatusOr<HeartbeatResult> GrpcMasterClient::Heartbeat(const ClientId& clie
   HeartbeatResult out;
   out.need_remount = resp.need_remount();
   out.client_ttl = absl::Milliseconds(static_cast<int64_t>(resp.client_ttl_ms()));
+  out.fast_rpc_port = static_cast<int>(resp.fast_rpc_port());
+  UseFastRpc(out.fast_rpc_port);
   return out;
 }
 

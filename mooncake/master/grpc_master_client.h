@@ -18,9 +18,11 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "mooncake/master/fast_rpc.h"
 #include "mooncake/master/master_client.h"
 #include "mooncake/proto/master.grpc.pb.h"
 
@@ -71,6 +73,10 @@ class GrpcMasterClient final : public MasterClient {
   // Drives the channel's connection attempts until the client is destroyed.
   void WatchConnectivity();
 
+  // UseFastRpc switches the hot calls to the master's fast RPC port (0 turns it off).
+  void UseFastRpc(int port);
+  std::shared_ptr<FastRpcClient> Fast();
+
   // Context with this call's deadline.
   void Prepare(grpc::ClientContext* context) const;
   // RPC_TIMEOUT / RPC_FAIL for a failed call, naming the method and the master.
@@ -82,6 +88,9 @@ class GrpcMasterClient final : public MasterClient {
   const GrpcMasterClientOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<proto::MasterService::Stub> stub_;
+  absl::Mutex fast_mu_;
+  std::shared_ptr<FastRpcClient> fast_ ABSL_GUARDED_BY(fast_mu_);
+  int fast_port_ ABSL_GUARDED_BY(fast_mu_) = 0;
   absl::Notification stop_watching_;
   std::thread watcher_;
 };

@@ -133,6 +133,7 @@ grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext*, const proto::Hea
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_need_remount(result->need_remount);
   resp->set_client_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->client_ttl)));
+  resp->set_fast_rpc_port(static_cast<uint32_t>(fast_rpc_port_.load()));
   return grpc::Status::OK;
 }
 

@@ -10,6 +10,8 @@
 #ifndef MOONCAKE_MASTER_GRPC_MASTER_SERVICE_H_
 #define MOONCAKE_MASTER_GRPC_MASTER_SERVICE_H_
 
+#include <atomic>
+
 #include "grpcpp/grpcpp.h"
 #include "mooncake/master/master_service.h"
 #include "mooncake/proto/master.grpc.pb.h"
@@ -49,8 +51,12 @@ class GrpcMasterService final : public proto::MasterService::Service {
   grpc::Status ListSegments(grpc::ServerContext* context, const proto::ListSegmentsRequest* req,
                             proto::ListSegmentsResponse* resp) override;
 
+  // set_fast_rpc_port makes heartbeats advertise the fast RPC port to clients.
+  void set_fast_rpc_port(int port) { fast_rpc_port_.store(port); }
+
  private:
   MasterService* const service_;
+  std::atomic<int> fast_rpc_port_{0};
 };
 
 }  // namespace mooncake

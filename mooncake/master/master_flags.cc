@@ -33,6 +33,10 @@ ABSL_FLAG(int64_t, put_start_release_timeout_sec, 600,
           "writer). >= --put_start_discard_timeout_sec.");
 ABSL_FLAG(int32_t, metrics_port, 9003,
           "HTTP port for /metrics (Prometheus), /get_all_segments and /health, 1..65535.");
+ABSL_FLAG(int32_t, fast_rpc_port, 0,
+          "Port of the fast binary RPC path for hot per-key calls (clients learn it from their "
+          "heartbeat and fall back to gRPC without it): 1..65535, 0 picks a free port, -1 "
+          "disables it.");
 ABSL_FLAG(bool, enable_http_metadata_server, false,
           "Also serve the HTTP metadata server (GET/PUT/DELETE /metadata?key=) in this process.");
 ABSL_FLAG(int32_t, http_metadata_server_port, 8080,
@@ -70,6 +74,11 @@ absl::StatusOr<MasterServerOptions> MasterServerOptionsFromFlags() {
   if (absl::Status s = CheckPortFlag("port", o.port); !s.ok()) return s;
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (absl::Status s = CheckPortFlag("metrics_port", o.metrics_port); !s.ok()) return s;
+  o.fast_rpc_port = absl::GetFlag(FLAGS_fast_rpc_port);
+  if (o.fast_rpc_port < -1 || o.fast_rpc_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--fast_rpc_port=", o.fast_rpc_port, ": expected -1, 0 or 1..65535"));
+  }
   o.http_metadata_server_port = absl::GetFlag(FLAGS_http_metadata_server_port);
   if (absl::Status s = CheckPortFlag("http_metadata_server_port", o.http_metadata_server_port);
       !s.ok()) {

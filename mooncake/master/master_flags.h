@@ -26,6 +26,7 @@ ABSL_DECLARE_FLAG(int64_t, client_ttl);
 ABSL_DECLARE_FLAG(int64_t, put_start_discard_timeout_sec);
 ABSL_DECLARE_FLAG(int64_t, put_start_release_timeout_sec);
 ABSL_DECLARE_FLAG(int32_t, metrics_port);
+ABSL_DECLARE_FLAG(int32_t, fast_rpc_port);
 ABSL_DECLARE_FLAG(bool, enable_http_metadata_server);
 ABSL_DECLARE_FLAG(int32_t, http_metadata_server_port);
 ABSL_DECLARE_FLAG(std::string, http_metadata_server_host);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/master/fast_rpc.h"
 #include "mooncake/master/grpc_master_service.h"
 #include "mooncake/master/metrics_text.h"
 #include "mooncake/metadata/http_metadata_server.h"
@@ -78,6 +79,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   absl::Status started = server->StartGrpc();
   if (started.ok()) started = server->StartMetrics();
   if (started.ok()) started = server->StartMetadata();
+  if (started.ok()) started = server->StartFastRpc();
   if (!started.ok()) {
     server->Stop();
     return started;
@@ -178,11 +180,27 @@ int MasterServer::metadata_port() const {
   return metadata_server_ == nullptr ? 0 : metadata_server_->port();
 }
 
+absl::Status MasterServer::StartFastRpc() {
+  if (options_.fast_rpc_port == -1) return absl::OkStatus();
+  fast_rpc_server_ = std::make_unique<FastRpcServer>(service_.get());
+  absl::Status s = fast_rpc_server_->Start(options_.bind_address, options_.fast_rpc_port);
+  if (!s.ok()) {
+    fast_rpc_server_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot serve fast RPC on ", options_.bind_address,
+                                               ":", options_.fast_rpc_port, ": ", s.message()));
+  }
+  grpc_service_->set_fast_rpc_port(fast_rpc_server_->port());
+  return absl::OkStatus();
+}
+
+int MasterServer::fast_rpc_port() const { return fast_rpc_server_ ? fast_rpc_server_->port() : 0; }
+
 void MasterServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
   if (!stop_ticking_.HasBeenNotified()) stop_ticking_.Notify();
   if (tick_thread_.joinable()) tick_thread_.join();
+  if (fast_rpc_server_ != nullptr) fast_rpc_server_->Stop();
   if (grpc_server_ != nullptr) {
     // Handlers take microseconds; calls still running after this are cancelled.
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));

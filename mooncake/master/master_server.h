@@ -38,6 +38,7 @@ class HttpMetadataServer;
 }  // namespace metadata
 
 class GrpcMasterService;
+class FastRpcServer;
 
 struct MasterServerOptions {
   // Numeric IPv4/IPv6 address every listener binds.
@@ -53,6 +54,8 @@ struct MasterServerOptions {
   std::string http_metadata_server_host;
   // 0 picks a free one.
   int http_metadata_server_port = 8080;
+  // Fast RPC port for hot per-key calls (master/fast_rpc.h); 0 picks a free one, -1 disables it.
+  int fast_rpc_port = 0;
   // How often MasterService::Tick() runs (client TTL, abandoned puts, watermark eviction).
   absl::Duration tick_interval = absl::Milliseconds(100);
   MasterServiceOptions service;
@@ -77,6 +80,7 @@ class MasterServer {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   int metadata_port() const;
+  int fast_rpc_port() const;
 
   MasterService* service() { return service_.get(); }
 
@@ -88,6 +92,7 @@ class MasterServer {
   absl::Status StartGrpc();
   absl::Status StartMetrics();
   absl::Status StartMetadata();
+  absl::Status StartFastRpc();
 
   const MasterServerOptions options_;
   std::unique_ptr<MasterService> service_;
@@ -98,6 +103,7 @@ class MasterServer {
   std::thread metrics_thread_;
   int metrics_port_ = 0;
   std::unique_ptr<metadata::HttpMetadataServer> metadata_server_;
+  std::unique_ptr<FastRpcServer> fast_rpc_server_;
   absl::Notification stop_ticking_;
   std::thread tick_thread_;
   bool stopped_ = false;

@@ -97,6 +97,8 @@ struct HeartbeatResult {
   // The master has no record of the client (restart or client_ttl expiry): remount every segment.
   bool need_remount = false;
   absl::Duration client_ttl;
+  // The master's fast RPC port (0 = none), filled in by the gRPC adapter.
+  int fast_rpc_port = 0;
 };
 
 // SegmentStatus describes one mounted segment.

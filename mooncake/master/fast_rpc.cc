@@ -1,0 +1,409 @@
+#include "mooncake/master/fast_rpc.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/common/logging.h"
+#include "mooncake/transfer/tcp/socket_util.h"
+
+namespace mooncake {
+namespace {
+
+constexpr uint32_t kMagic = 0x5246434d;  // "MCFR"
+constexpr uint8_t kVersion = 1;
+
+struct Header {
+  uint32_t magic = kMagic;
+  uint8_t op = 0;
+  uint8_t version = kVersion;
+  uint16_t zero = 0;
+  uint32_t length = 0;
+};
+static_assert(sizeof(Header) == 12, "wire header is 12 bytes");
+
+class Writer {
+ public:
+  void U8(uint8_t v) { Raw(&v, 1); }
+  void U32(uint32_t v) { Raw(&v, 4); }
+  void I32(int32_t v) { Raw(&v, 4); }
+  void U64(uint64_t v) { Raw(&v, 8); }
+  void Str(absl::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    buf_.append(s.data(), s.size());
+  }
+  std::string& buf() { return buf_; }
+
+ private:
+  void Raw(const void* p, size_t n) { buf_.append(static_cast<const char*>(p), n); }
+  std::string buf_;
+};
+
+// Reader never reads past the end; once a read fails every later read fails too.
+class Reader {
+ public:
+  explicit Reader(absl::string_view data) : p_(data.data()), end_(data.data() + data.size()) {}
+  bool ok() const { return ok_; }
+  uint8_t U8() { return Get<uint8_t>(); }
+  uint32_t U32() { return Get<uint32_t>(); }
+  int32_t I32() { return Get<int32_t>(); }
+  uint64_t U64() { return Get<uint64_t>(); }
+  absl::string_view Str() {
+    uint32_t n = U32();
+    if (!ok_ || static_cast<size_t>(end_ - p_) < n) {
+      ok_ = false;
+      return {};
+    }
+    absl::string_view s(p_, n);
+    p_ += n;
+    return s;
+  }
+  // Count reads an element count and checks it could fit in what is left.
+  uint32_t Count(size_t min_element_bytes) {
+    uint32_t n = U32();
+    if (ok_ && n > static_cast<size_t>(end_ - p_) / std::max<size_t>(min_element_bytes, 1)) {
+      ok_ = false;
+    }
+    return ok_ ? n : 0;
+  }
+
+ private:
+  template <typename T>
+  T Get() {
+    T v{};
+    if (!ok_ || static_cast<size_t>(end_ - p_) < sizeof(T)) {
+      ok_ = false;
+      return v;
+    }
+    memcpy(&v, p_, sizeof(T));
+    p_ += sizeof(T);
+    return v;
+  }
+  const char* p_;
+  const char* end_;
+  bool ok_ = true;
+};
+
+std::vector<absl::string_view> ReadKeys(Reader& r) {
+  uint32_t n = r.Count(4);
+  std::vector<absl::string_view> keys;
+  keys.reserve(n);
+  for (uint32_t i = 0; i < n && r.ok(); ++i) keys.push_back(r.Str());
+  return keys;
+}
+
+void WriteKeys(absl::Span<const std::string> keys, Writer& w) {
+  w.U32(static_cast<uint32_t>(keys.size()));
+  for (const std::string& k : keys) w.Str(k);
+}
+
+void WriteObjects(const std::vector<ObjectReplicas>& objects, Writer& w) {
+  w.U32(static_cast<uint32_t>(objects.size()));
+  for (const ObjectReplicas& o : objects) {
+    w.I32(static_cast<int32_t>(o.error));
+    w.U64(o.size);
+    w.U32(static_cast<uint32_t>(o.replicas.size()));
+    for (const ReplicaDesc& r : o.replicas) {
+      w.Str(r.segment_name);
+      w.U64(r.address);
+      w.U64(r.size);
+    }
+  }
+}
+
+bool ReadObjects(Reader& r, std::vector<ObjectReplicas>* out) {
+  uint32_t n = r.Count(16);
+  out->resize(n);
+  for (ObjectReplicas& o : *out) {
+    o.error = ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR);
+    o.size = r.U64();
+    uint32_t m = r.Count(20);
+    o.replicas.resize(m);
+    for (ReplicaDesc& d : o.replicas) {
+      d.segment_name = std::string(r.Str());
+      d.address = r.U64();
+      d.size = r.U64();
+    }
+    if (!r.ok()) return false;
+  }
+  return r.ok();
+}
+
+// Reply payload for a batch-level result: 0 and the body, or the code and its message.
+template <typename T, typename Body>
+std::string Reply(const absl::StatusOr<T>& result, Body body) {
+  Writer w;
+  if (!result.ok()) {
+    w.I32(static_cast<int32_t>(ToErrorCode(result.status())));
+    w.Str(result.status().message());
+    return std::move(w.buf());
+  }
+  w.I32(0);
+  body(*result, w);
+  return std::move(w.buf());
+}
+
+void WriteCodes(const std::vector<ErrorCode>& codes, Writer& w) {
+  w.U32(static_cast<uint32_t>(codes.size()));
+  for (ErrorCode c : codes) w.I32(static_cast<int32_t>(c));
+}
+
+// Handle decodes one request and runs it; nullopt-like empty string with ok=false on bad input.
+bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::string* reply) {
+  Reader r(payload);
+  std::vector<absl::string_view> keys = ReadKeys(r);
+  if (!r.ok()) return false;
+  switch (static_cast<FastRpcOp>(op)) {
+    case FastRpcOp::kExist:
+      *reply = Reply(service->BatchExistKey(keys), WriteCodes);
+      return true;
+    case FastRpcOp::kPutEnd:
+      *reply = Reply(service->BatchPutEnd(keys), WriteCodes);
+      return true;
+    case FastRpcOp::kPutRevoke:
+      *reply = Reply(service->BatchPutRevoke(keys), WriteCodes);
+      return true;
+    case FastRpcOp::kGetReplicaList:
+      *reply =
+          Reply(service->BatchGetReplicaList(keys), [](const ReplicaListResult& res, Writer& w) {
+            w.U64(static_cast<uint64_t>(absl::ToInt64Milliseconds(res.lease_ttl)));
+            WriteObjects(res.objects, w);
+          });
+      return true;
+    case FastRpcOp::kPutStart: {
+      std::vector<uint64_t> sizes(keys.size());
+      for (uint64_t& s : sizes) s = r.U64();
+      ReplicateConfig config;
+      config.replica_num = r.I32();
+      config.with_soft_pin = r.U8() != 0;
+      config.with_hard_pin = r.U8() != 0;
+      uint32_t m = r.Count(4);
+      for (uint32_t i = 0; i < m && r.ok(); ++i) {
+        config.preferred_segments.emplace_back(r.Str());
+      }
+      if (!r.ok()) return false;
+      *reply = Reply(service->BatchPutStart(keys, sizes, config), WriteObjects);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+FastRpcServer::FastRpcServer(MasterService* service) : service_(service) {}
+
+FastRpcServer::~FastRpcServer() { Stop(); }
+
+absl::Status FastRpcServer::Start(const std::string& host, int port) {
+  absl::StatusOr<int> fd = ListenTcp(host, port, &port_);
+  if (!fd.ok()) return fd.status();
+  listen_fd_ = *fd;
+  accept_thread_ = std::thread([this] { AcceptLoop(); });
+  return absl::OkStatus();
+}
+
+void FastRpcServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
+  if (accept_thread_.joinable()) accept_thread_.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+  std::list<std::unique_ptr<Connection>> conns;
+  {
+    absl::MutexLock lock(&mu_);
+    conns.swap(connections_);
+  }
+  for (auto& c : conns) shutdown(c->fd, SHUT_RDWR);
+  for (auto& c : conns) {
+    c->thread.join();
+    close(c->fd);
+  }
+}
+
+void FastRpcServer::AcceptLoop() {
+  while (!stopping_.load()) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    int rc = poll(&p, 1, 500);
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = connections_.begin(); it != connections_.end();) {
+        if ((*it)->finished.load()) {
+          (*it)->thread.join();
+          close((*it)->fd);
+          it = connections_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (rc <= 0 || stopping_.load()) continue;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    absl::MutexLock lock(&mu_);
+    if (connections_.size() >= static_cast<size_t>(kMaxConnections)) {
+      close(fd);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    auto conn = std::make_unique<Connection>();
+    conn->fd = fd;
+    Connection* raw = conn.get();
+    connections_.push_back(std::move(conn));
+    raw->thread = std::thread([this, raw] { Serve(raw); });
+  }
+}
+
+void FastRpcServer::Serve(Connection* conn) {
+  std::string payload;
+  while (!stopping_.load()) {
+    Header h;
+    if (!RecvAll(conn->fd, &h, sizeof(h)).ok()) break;
+    if (h.magic != kMagic || h.version != kVersion || h.length > kMaxFastRpcPayload) {
+      MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed frame";
+      break;
+    }
+    payload.resize(h.length);
+    if (!RecvAll(conn->fd, payload.data(), payload.size()).ok()) break;
+    std::string reply;
+    if (!Handle(service_, h.op, payload, &reply)) {
+      MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed request";
+      break;
+    }
+    Header rh;
+    rh.op = h.op | 0x80;
+    rh.length = static_cast<uint32_t>(reply.size());
+    iovec iov[2] = {{&rh, sizeof(rh)}, {reply.data(), reply.size()}};
+    if (!SendAll(conn->fd, iov, 2).ok()) break;
+  }
+  shutdown(conn->fd, SHUT_RDWR);
+  conn->finished.store(true);
+}
+
+FastRpcClient::FastRpcClient(std::string host, int port, absl::Duration timeout)
+    : host_(std::move(host)), port_(port), timeout_(timeout) {}
+
+FastRpcClient::~FastRpcClient() {
+  absl::MutexLock lock(&mu_);
+  for (int fd : idle_) close(fd);
+}
+
+absl::StatusOr<int> FastRpcClient::Acquire() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!idle_.empty()) {
+      int fd = idle_.back();
+      idle_.pop_back();
+      return fd;
+    }
+  }
+  absl::StatusOr<int> fd = ConnectTcp(host_, port_, timeout_);
+  if (!fd.ok()) return fd.status();
+  timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout_)),
+             static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout_) % 1000000)};
+  setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(*fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+void FastRpcClient::Release(int fd, bool healthy) {
+  if (!healthy) {
+    close(fd);
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  idle_.push_back(fd);
+}
+
+absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string& payload) {
+  absl::StatusOr<int> fd = Acquire();
+  if (!fd.ok()) return absl::UnavailableError(fd.status().message());
+  Header h;
+  h.op = static_cast<uint8_t>(op);
+  h.length = static_cast<uint32_t>(payload.size());
+  iovec iov[2] = {{&h, sizeof(h)}, {const_cast<char*>(payload.data()), payload.size()}};
+  absl::Status s = SendAll(*fd, iov, 2);
+  Header rh;
+  if (s.ok()) s = RecvAll(*fd, &rh, sizeof(rh));
+  if (s.ok() && (rh.magic != kMagic || rh.op != (h.op | 0x80) || rh.length > kMaxFastRpcPayload)) {
+    s = absl::DataLossError("malformed fast rpc reply");
+  }
+  std::string reply;
+  if (s.ok()) {
+    reply.resize(rh.length);
+    s = RecvAll(*fd, reply.data(), reply.size());
+  }
+  Release(*fd, s.ok());
+  if (!s.ok()) return absl::UnavailableError(s.message());
+  Reader r(reply);
+  int32_t code = r.I32();
+  if (!r.ok()) return absl::UnavailableError("short fast rpc reply");
+  if (code != 0) {
+    return MakeError(ErrorCodeFromInt(code).value_or(ErrorCode::INTERNAL_ERROR), r.Str());
+  }
+  return reply.substr(4);
+}
+
+absl::StatusOr<std::vector<ErrorCode>> FastRpcClient::Codes(FastRpcOp op,
+                                                            absl::Span<const std::string> keys) {
+  Writer w;
+  WriteKeys(keys, w);
+  absl::StatusOr<std::string> reply = Call(op, w.buf());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  uint32_t n = r.Count(4);
+  std::vector<ErrorCode> out;
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    out.push_back(ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR));
+  }
+  if (!r.ok() || n != keys.size()) return absl::UnavailableError("malformed fast rpc codes");
+  return out;
+}
+
+absl::StatusOr<ReplicaListResult> FastRpcClient::GetReplicaList(
+    absl::Span<const std::string> keys) {
+  Writer w;
+  WriteKeys(keys, w);
+  absl::StatusOr<std::string> reply = Call(FastRpcOp::kGetReplicaList, w.buf());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  ReplicaListResult out;
+  out.lease_ttl = absl::Milliseconds(static_cast<int64_t>(r.U64()));
+  if (!ReadObjects(r, &out.objects) || out.objects.size() != keys.size()) {
+    return absl::UnavailableError("malformed fast rpc replica list");
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ObjectReplicas>> FastRpcClient::PutStart(
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
+    const ReplicateConfig& config) {
+  if (sizes.size() != keys.size()) {
+    return MakeError(ErrorCode::INVALID_PARAMS, "keys and sizes differ in length");
+  }
+  Writer w;
+  WriteKeys(keys, w);
+  for (uint64_t s : sizes) w.U64(s);
+  w.I32(config.replica_num);
+  w.U8(config.with_soft_pin);
+  w.U8(config.with_hard_pin);
+  w.U32(static_cast<uint32_t>(config.preferred_segments.size()));
+  for (const std::string& p : config.preferred_segments) w.Str(p);
+  absl::StatusOr<std::string> reply = Call(FastRpcOp::kPutStart, w.buf());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  std::vector<ObjectReplicas> out;
+  if (!ReadObjects(r, &out) || out.size() != keys.size()) {
+    return absl::UnavailableError("malformed fast rpc put start");
+  }
+  return out;
+}
+
+}  // namespace mooncake

@@ -1,0 +1,101 @@
+// Fast RPC: a lean binary protocol for the master's hot per-key calls (exist, get-replica-list,
+// put-start, put-end, put-revoke), beside gRPC, which stays the full API. A store client learns
+// the port from its first heartbeat and keeps a few persistent connections; a request is one
+// frame and one reply, with no HTTP/2, protobuf or thread hop in between. On any transport error
+// the client falls back to gRPC for that call, so the two paths give the same results.
+//
+// Frame: {u32 magic "MCFR", u8 op, u8 version, u16 zero, u32 payload length} + payload, little
+// endian. Reply ops are op | 0x80; a reply payload starts with an i32 batch code (0, or the
+// ErrorCode that rejected the whole call, followed by its message). Payloads are bounded
+// (kMaxFastRpcPayload); a malformed frame closes that connection only.
+#ifndef MOONCAKE_MASTER_FAST_RPC_H_
+#define MOONCAKE_MASTER_FAST_RPC_H_
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "mooncake/master/master_service.h"
+#include "mooncake/master/master_types.h"
+
+namespace mooncake {
+
+inline constexpr uint32_t kMaxFastRpcPayload = 64u << 20;
+
+enum class FastRpcOp : uint8_t {
+  kExist = 1,
+  kGetReplicaList = 2,
+  kPutStart = 3,
+  kPutEnd = 4,
+  kPutRevoke = 5,
+};
+
+// FastRpcServer serves the protocol for a MasterService, one thread per connection.
+class FastRpcServer {
+ public:
+  static constexpr int kMaxConnections = 1024;
+
+  explicit FastRpcServer(MasterService* service);
+  ~FastRpcServer();
+  // Start binds host:port (0 = ephemeral).
+  absl::Status Start(const std::string& host, int port);
+  int port() const { return port_; }
+  void Stop();
+
+ private:
+  struct Connection {
+    int fd;
+    std::thread thread;
+    std::atomic<bool> finished{false};
+  };
+  void AcceptLoop();
+  void Serve(Connection* conn);
+
+  MasterService* const service_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread accept_thread_;
+  absl::Mutex mu_;
+  std::list<std::unique_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
+};
+
+// FastRpcClient calls a FastRpcServer over pooled persistent connections. Thread-safe. A call
+// returns UNAVAILABLE (the caller falls back to gRPC) when the transport fails, or the master's
+// batch rejection as an error carrying its ErrorCode.
+class FastRpcClient {
+ public:
+  FastRpcClient(std::string host, int port, absl::Duration timeout);
+  ~FastRpcClient();
+
+  absl::StatusOr<std::vector<ErrorCode>> Codes(FastRpcOp op, absl::Span<const std::string> keys);
+  absl::StatusOr<ReplicaListResult> GetReplicaList(absl::Span<const std::string> keys);
+  absl::StatusOr<std::vector<ObjectReplicas>> PutStart(absl::Span<const std::string> keys,
+                                                       absl::Span<const uint64_t> sizes,
+                                                       const ReplicateConfig& config);
+
+ private:
+  // Call sends one request and returns the reply payload after its batch code (0).
+  absl::StatusOr<std::string> Call(FastRpcOp op, const std::string& payload);
+  absl::StatusOr<int> Acquire();
+  void Release(int fd, bool healthy);
+
+  const std::string host_;
+  const int port_;
+  const absl::Duration timeout_;
+  absl::Mutex mu_;
+  std::vector<int> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_MASTER_FAST_RPC_H_
