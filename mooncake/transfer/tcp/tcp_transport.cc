@@ -18,6 +18,8 @@ namespace {
 // Frames coalesced into one sendmsg (each frame is a header iovec plus, for writes, a payload
 // iovec).
 constexpr size_t kMaxFramesPerSend = 256;
+// Up to this many payload bytes the submitting thread sends itself when the lane is idle.
+constexpr uint64_t kDirectSendBytes = 256 << 10;
 
 absl::Status TransferFail(const std::string& peer, absl::string_view why) {
   return MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat("tcp peer ", peer, ": ", why));
@@ -65,6 +67,32 @@ int64_t TcpLane::OldestInflightNanos() const {
 }
 
 void TcpLane::Enqueue(std::vector<TcpSlice> slices) {
+  uint64_t bytes = 0;
+  for (const TcpSlice& s : slices) bytes += s.is_write ? s.length : 0;
+  // Small requests skip the sender thread when it is idle: one thread hop less per request.
+  if (bytes <= kDirectSendBytes && slices.size() <= kMaxFramesPerSend && send_mu_.TryLock()) {
+    std::vector<FrameHeader> headers;
+    std::vector<iovec> iov;
+    bool direct = false;
+    absl::Status fail;
+    {
+      absl::MutexLock lock(&mu_);
+      if (drained_) {
+        fail = broken_reason_;
+      } else if (queue_.empty() && !broken_) {
+        direct = true;
+        TakeLocked(&slices, &headers, &iov);
+      } else {
+        for (TcpSlice& s : slices) queue_.push_back(std::move(s));
+      }
+    }
+    if (direct) SendFramesLocked(&iov);
+    send_mu_.Unlock();
+    if (!fail.ok()) {
+      for (TcpSlice& s : slices) s.batch->SliceDone(s.request, fail);
+    }
+    return;
+  }
   absl::Status fail;
   {
     absl::MutexLock lock(&mu_);
@@ -77,46 +105,64 @@ void TcpLane::Enqueue(std::vector<TcpSlice> slices) {
   for (TcpSlice& s : slices) s.batch->SliceDone(s.request, fail);
 }
 
+void TcpLane::TakeLocked(std::vector<TcpSlice>* direct, std::vector<FrameHeader>* headers,
+                         std::vector<iovec>* iov) {
+  const int64_t now = RealClock::Get()->NowNanos();
+  auto take = [&](TcpSlice& s) {
+    FrameHeader h;
+    h.op = s.is_write ? FrameOp::kWrite : FrameOp::kRead;
+    h.request_id = next_id_++;
+    h.addr = s.remote_addr;
+    h.length = s.length;
+    headers->push_back(h);
+    // Recorded before sending: the response may arrive before sendmsg returns.
+    inflight_.push_back({std::move(s), h.request_id, now});
+  };
+  if (direct != nullptr) {
+    for (TcpSlice& s : *direct) take(s);
+  } else {
+    while (!queue_.empty() && headers->size() < kMaxFramesPerSend) {
+      take(queue_.front());
+      queue_.pop_front();
+    }
+  }
+  // iovecs: the headers (stable: reserved below) and the payloads, straight from caller memory.
+  size_t first = inflight_.size() - headers->size();
+  for (size_t i = 0; i < headers->size(); ++i) {
+    iov->push_back({&(*headers)[i], sizeof(FrameHeader)});
+    const TcpSlice& s = inflight_[first + i].slice;
+    if (s.is_write) iov->push_back({s.local, s.length});
+  }
+}
+
+void TcpLane::SendFramesLocked(std::vector<iovec>* iov) {
+  absl::Status sent = SendAll(fd_, iov->data(), static_cast<int>(iov->size()));
+  if (!sent.ok()) Abort(TransferFail(peer_name_, sent.message()));
+}
+
 void TcpLane::SendLoop() {
   std::vector<FrameHeader> headers;
   std::vector<iovec> iov;
   headers.reserve(kMaxFramesPerSend);
   iov.reserve(2 * kMaxFramesPerSend);
   while (true) {
-    headers.clear();
-    iov.clear();
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]()
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return broken_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (broken_) return;
-      int64_t now = RealClock::Get()->NowNanos();
-      while (!queue_.empty() && headers.size() < kMaxFramesPerSend) {
-        TcpSlice& s = queue_.front();
-        FrameHeader h;
-        h.op = s.is_write ? FrameOp::kWrite : FrameOp::kRead;
-        h.request_id = next_id_++;
-        h.addr = s.remote_addr;
-        h.length = s.length;
-        headers.push_back(h);
-        // Recorded before sending: the response may arrive before sendmsg returns.
-        inflight_.push_back({std::move(s), h.request_id, now});
-        queue_.pop_front();
-      }
-      // Build iovecs from inflight_ entries (stable addresses in headers, payload pointers).
-      size_t first = inflight_.size() - headers.size();
-      for (size_t i = 0; i < headers.size(); ++i) {
-        iov.push_back({&headers[i], sizeof(FrameHeader)});
-        const TcpSlice& s = inflight_[first + i].slice;
-        if (s.is_write) iov.push_back({s.local, s.length});
-      }
     }
-    absl::Status sent = SendAll(fd_, iov.data(), static_cast<int>(iov.size()));
-    if (!sent.ok()) {
-      Abort(TransferFail(peer_name_, sent.message()));
-      return;
+    // send_mu_ before mu_: frames reach the wire in the order they enter inflight_.
+    absl::MutexLock send_lock(&send_mu_);
+    headers.clear();
+    iov.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken_) return;
+      TakeLocked(nullptr, &headers, &iov);
     }
+    if (!iov.empty()) SendFramesLocked(&iov);
   }
 }
 

@@ -12,6 +12,8 @@
 #ifndef MOONCAKE_TRANSFER_TCP_TCP_TRANSPORT_H_
 #define MOONCAKE_TRANSFER_TCP_TCP_TRANSPORT_H_
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -64,11 +66,19 @@ class TcpLane {
   TcpLane(std::string peer_name, int fd);
   void SendLoop();
   void RecvLoop();
+  // TakeLocked moves `direct` (or, if null, up to a sendmsg's worth of queue_) into inflight_ and
+  // builds the frames' iovecs; `headers` must outlive the send.
+  void TakeLocked(std::vector<TcpSlice>* direct, std::vector<FrameHeader>* headers,
+                  std::vector<struct iovec>* iov) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendFramesLocked(std::vector<struct iovec>* iov) ABSL_EXCLUSIVE_LOCKS_REQUIRED(send_mu_);
   absl::Status ReceiveOne();
   void FailAll(const absl::Status& reason);
 
   const std::string peer_name_;
   const int fd_;
+  // Held while frames are taken into inflight_ and written, so wire order = inflight_ order.
+  // Acquired before mu_.
+  absl::Mutex send_mu_;
   mutable absl::Mutex mu_;
   std::deque<TcpSlice> queue_ ABSL_GUARDED_BY(mu_);
   std::deque<Inflight> inflight_ ABSL_GUARDED_BY(mu_);  // in send order = response order
