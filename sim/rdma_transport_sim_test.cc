@@ -1,6 +1,10 @@
 // The production RdmaTransport on simulated NICs: striping efficiency, failover, access errors and
 // determinism.
+#include <string.h>
+
 #include "gtest/gtest.h"
+#include "mooncake/transfer/transfer_batch.h"
+#include "sim/rdma_cluster.h"
 #include "sim/rdma_scenarios.h"
 
 namespace sim {
@@ -42,6 +46,32 @@ TEST(DeterminismTest, SameSeedSameTraceDifferentSeedDifferentTrace) {
   EXPECT_NE(a.trace_hash, c.trace_hash);
   ScenarioResult f1 = FailoverScenario(5), f2 = FailoverScenario(5);
   EXPECT_EQ(f1.trace_hash, f2.trace_hash);
+}
+
+}  // namespace
+}  // namespace sim
+
+namespace sim {
+namespace {
+
+TEST(MemoryChunkingTest, RegistrationsAreSplitBelowTheMrLimitAndTransfersSpanChunks) {
+  RdmaClusterOptions o;
+  o.seed = 9;
+  o.memory_per_host = 8 << 20;
+  o.rdma.max_mr_chunk = 1 << 20;  // as if the NIC capped an MR at 1 MiB
+  RdmaCluster c(o);
+  ASSERT_TRUE(c.Init().ok());
+  // One descriptor buffer per 1 MiB chunk, each with one rkey per NIC.
+  ASSERT_EQ(c.descriptor(1)->buffers.size(), 8u);
+  EXPECT_EQ(c.descriptor(1)->buffers[3].rkey.size(), 2u);
+  for (int i = 0; i < (4 << 20); ++i) c.memory(0)[i] = static_cast<char>(i * 7 + 1);
+  // 3 MiB starting mid-chunk: the slices are cut at chunk boundaries on both sides.
+  auto batch = std::make_shared<mooncake::TransferBatch>(1);
+  c.transport(0).Submit(batch, 0, /*write=*/true, c.addr(0, 512 << 10), c.addr(1, 1536 << 10),
+                        3 << 20, c.descriptor(1));
+  ASSERT_TRUE(c.RunUntilDone(*batch, kSecond));
+  ASSERT_TRUE(batch->status(0).ok()) << batch->status(0);
+  EXPECT_EQ(memcmp(c.memory(0) + (512 << 10), c.memory(1) + (1536 << 10), 3 << 20), 0);
 }
 
 }  // namespace
