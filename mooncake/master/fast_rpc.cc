@@ -1,9 +1,6 @@
 #include "mooncake/master/fast_rpc.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -197,80 +194,20 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
 
 }  // namespace
 
-FastRpcServer::FastRpcServer(MasterService* service) : service_(service) {}
+FastRpcServer::FastRpcServer(MasterService* service)
+    : service_(service), server_("fast rpc", kMaxConnections, [this](int fd) { Serve(fd); }) {}
 
-FastRpcServer::~FastRpcServer() { Stop(); }
-
-absl::Status FastRpcServer::Start(const std::string& host, int port) {
-  absl::StatusOr<int> fd = ListenTcp(host, port, &port_);
-  if (!fd.ok()) return fd.status();
-  listen_fd_ = *fd;
-  accept_thread_ = std::thread([this] { AcceptLoop(); });
-  return absl::OkStatus();
-}
-
-void FastRpcServer::Stop() {
-  if (stopping_.exchange(true)) return;
-  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
-  if (accept_thread_.joinable()) accept_thread_.join();
-  if (listen_fd_ >= 0) close(listen_fd_);
-  std::list<std::unique_ptr<Connection>> conns;
-  {
-    absl::MutexLock lock(&mu_);
-    conns.swap(connections_);
-  }
-  for (auto& c : conns) shutdown(c->fd, SHUT_RDWR);
-  for (auto& c : conns) {
-    c->thread.join();
-    close(c->fd);
-  }
-}
-
-void FastRpcServer::AcceptLoop() {
-  while (!stopping_.load()) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    int rc = poll(&p, 1, 500);
-    {
-      absl::MutexLock lock(&mu_);
-      for (auto it = connections_.begin(); it != connections_.end();) {
-        if ((*it)->finished.load()) {
-          (*it)->thread.join();
-          close((*it)->fd);
-          it = connections_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    if (rc <= 0 || stopping_.load()) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    absl::MutexLock lock(&mu_);
-    if (connections_.size() >= static_cast<size_t>(kMaxConnections)) {
-      close(fd);
-      continue;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    auto conn = std::make_unique<Connection>();
-    conn->fd = fd;
-    Connection* raw = conn.get();
-    connections_.push_back(std::move(conn));
-    raw->thread = std::thread([this, raw] { Serve(raw); });
-  }
-}
-
-void FastRpcServer::Serve(Connection* conn) {
+void FastRpcServer::Serve(int fd) {
   std::string payload;
-  while (!stopping_.load()) {
+  while (!server_.stopping()) {
     Header h;
-    if (!RecvAll(conn->fd, &h, sizeof(h)).ok()) break;
+    if (!RecvAll(fd, &h, sizeof(h)).ok()) break;
     if (h.magic != kMagic || h.version != kVersion || h.length > kMaxFastRpcPayload) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed frame";
       break;
     }
     payload.resize(h.length);
-    if (!RecvAll(conn->fd, payload.data(), payload.size()).ok()) break;
+    if (!RecvAll(fd, payload.data(), payload.size()).ok()) break;
     std::string reply;
     if (!Handle(service_, h.op, payload, &reply)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed request";
@@ -280,10 +217,8 @@ void FastRpcServer::Serve(Connection* conn) {
     rh.op = h.op | 0x80;
     rh.length = static_cast<uint32_t>(reply.size());
     iovec iov[2] = {{&rh, sizeof(rh)}, {reply.data(), reply.size()}};
-    if (!SendAll(conn->fd, iov, 2).ok()) break;
+    if (!SendAll(fd, iov, 2).ok()) break;
   }
-  shutdown(conn->fd, SHUT_RDWR);
-  conn->finished.store(true);
 }
 
 FastRpcClient::FastRpcClient(std::string host, int port, absl::Duration timeout)

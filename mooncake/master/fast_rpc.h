@@ -11,12 +11,9 @@
 #ifndef MOONCAKE_MASTER_FAST_RPC_H_
 #define MOONCAKE_MASTER_FAST_RPC_H_
 
-#include <atomic>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -26,6 +23,7 @@
 #include "absl/types/span.h"
 #include "mooncake/master/master_service.h"
 #include "mooncake/master/master_types.h"
+#include "mooncake/transfer/tcp/connection_server.h"
 
 namespace mooncake {
 
@@ -45,28 +43,16 @@ class FastRpcServer {
   static constexpr int kMaxConnections = 1024;
 
   explicit FastRpcServer(MasterService* service);
-  ~FastRpcServer();
   // Start binds host:port (0 = ephemeral).
-  absl::Status Start(const std::string& host, int port);
-  int port() const { return port_; }
-  void Stop();
+  absl::Status Start(const std::string& host, int port) { return server_.Start(host, port); }
+  int port() const { return server_.port(); }
+  void Stop() { server_.Stop(); }
 
  private:
-  struct Connection {
-    int fd;
-    std::thread thread;
-    std::atomic<bool> finished{false};
-  };
-  void AcceptLoop();
-  void Serve(Connection* conn);
+  void Serve(int fd);
 
   MasterService* const service_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stopping_{false};
-  std::thread accept_thread_;
-  absl::Mutex mu_;
-  std::list<std::unique_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
+  ConnectionServer server_;
 };
 
 // FastRpcClient calls a FastRpcServer over pooled persistent connections. Thread-safe. A call

@@ -79,7 +79,20 @@ void FreeSharedBuffer(const SharedBuffer& buffer) {
   if (buffer.fd >= 0) close(buffer.fd);
 }
 
-ShmExporter::ShmExporter(const MemoryRegistry* registry) : registry_(registry) {}
+ShmExporter::ShmExporter(const MemoryRegistry* registry)
+    : registry_(registry),
+      server_(
+          "shm exporter", 1024, [this](int fd) { Serve(fd); },
+          [](int fd) {
+            // Same user only: a memfd grants full access to the memory.
+            ucred cred;
+            socklen_t len = sizeof(cred);
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != getuid()) {
+              MC_LOG(WARNING) << "shm exporter: refusing a peer with another uid";
+              return false;
+            }
+            return true;
+          }) {}
 
 ShmExporter::~ShmExporter() { Stop(); }
 
@@ -90,36 +103,20 @@ absl::Status ShmExporter::Start(const std::string& name) {
   if (!control.ok()) return control.status();
   control_ = *control;
   new (control_.addr) std::atomic<uint64_t>(1);
-  listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return Errno("socket(AF_UNIX)");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket(AF_UNIX)");
   socklen_t len;
   sockaddr_un addr = AbstractAddress(name, &len);
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    absl::Status s = Errno(absl::StrCat("bind @", name));
-    close(listen_fd_);
-    listen_fd_ = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 128) != 0) {
+    absl::Status s = Errno(absl::StrCat("listen on @", name));
+    close(fd);
     return s;
   }
-  if (listen(listen_fd_, 128) != 0) return Errno("listen");
-  accept_thread_ = std::thread([this] { AcceptLoop(); });
-  return absl::OkStatus();
+  return server_.StartOn(fd);
 }
 
 void ShmExporter::Stop() {
-  if (stopping_.exchange(true)) return;
-  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
-  if (accept_thread_.joinable()) accept_thread_.join();
-  if (listen_fd_ >= 0) close(listen_fd_);
-  std::list<std::pair<int, std::thread>> conns;
-  {
-    absl::MutexLock lock(&mu_);
-    conns.swap(connections_);
-  }
-  for (auto& [fd, t] : conns) shutdown(fd, SHUT_RDWR);
-  for (auto& [fd, t] : conns) {
-    t.join();
-    close(fd);
-  }
+  server_.Stop();
   FreeSharedBuffer(control_);
   control_ = SharedBuffer();
 }
@@ -129,31 +126,8 @@ void ShmExporter::BumpGeneration() {
     GenerationIn(control_.addr)->fetch_add(1, std::memory_order_acq_rel);
 }
 
-void ShmExporter::AcceptLoop() {
-  while (!stopping_.load()) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (poll(&p, 1, 500) <= 0) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
-      if (stopping_.load()) break;
-      continue;
-    }
-    // Same user only: a memfd grants full access to the memory.
-    ucred cred;
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != getuid()) {
-      MC_LOG(WARNING) << "shm exporter: refusing a peer with another uid";
-      close(fd);
-      continue;
-    }
-    absl::MutexLock lock(&mu_);
-    connections_.emplace_back(fd, std::thread([this, fd] { Serve(fd); }));
-  }
-}
-
 void ShmExporter::Serve(int fd) {
-  while (!stopping_.load()) {
+  while (!server_.stopping()) {
     ShmRequest req;
     ssize_t n = recv(fd, &req, sizeof(req), MSG_WAITALL);
     if (n != static_cast<ssize_t>(sizeof(req))) break;

@@ -15,19 +15,17 @@
 #ifndef MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
 #define MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
 
-#include <atomic>
 #include <cstdint>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "mooncake/transfer/memory_registry.h"
+#include "mooncake/transfer/tcp/connection_server.h"
 
 namespace mooncake {
 
@@ -56,17 +54,12 @@ class ShmExporter {
   void BumpGeneration();
 
  private:
-  void AcceptLoop();
   void Serve(int fd);
 
   const MemoryRegistry* const registry_;
   std::string name_;
   SharedBuffer control_;  // one page; a std::atomic<uint64_t> generation at offset 0
-  int listen_fd_ = -1;
-  std::atomic<bool> stopping_{false};
-  std::thread accept_thread_;
-  absl::Mutex mu_;
-  std::list<std::pair<int, std::thread>> connections_ ABSL_GUARDED_BY(mu_);
+  ConnectionServer server_;
 };
 
 class ShmPeer {

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,7 +18,7 @@ namespace {
 constexpr int kMidFrameTimeoutSeconds = 60;
 
 // Reads a header. Returns false on EOF or error; a timeout with no byte read yet just waits again.
-bool RecvHeader(int fd, FrameHeader* h, const std::atomic<bool>& stopping) {
+bool RecvHeader(int fd, FrameHeader* h, const ConnectionServer& server) {
   char* p = reinterpret_cast<char*>(h);
   size_t got = 0;
   while (got < sizeof(*h)) {
@@ -27,7 +26,7 @@ bool RecvHeader(int fd, FrameHeader* h, const std::atomic<bool>& stopping) {
     if (n == 0) return false;
     if (n < 0) {
       if (errno == EINTR) continue;
-      if ((errno == EAGAIN || errno == EWOULDBLOCK) && got == 0 && !stopping.load()) continue;
+      if ((errno == EAGAIN || errno == EWOULDBLOCK) && got == 0 && !server.stopping()) continue;
       return false;
     }
     got += static_cast<size_t>(n);
@@ -38,92 +37,27 @@ bool RecvHeader(int fd, FrameHeader* h, const std::atomic<bool>& stopping) {
 }  // namespace
 
 TcpDataServer::TcpDataServer(const MemoryRegistry* registry, ControlFn control)
-    : registry_(registry), control_(std::move(control)) {}
+    : registry_(registry),
+      control_(std::move(control)),
+      server_(
+          "tcp data server", kMaxConnections, [this](int fd) { Serve(fd); },
+          [](int fd) {
+            // Idle between frames is fine; a peer stalled mid-frame is dropped.
+            timeval tv{kMidFrameTimeoutSeconds, 0};
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+            return true;
+          }) {}
 
 TcpDataServer::~TcpDataServer() { Stop(); }
 
 absl::Status TcpDataServer::Start(const std::string& host, int port) {
-  absl::StatusOr<int> fd = ListenTcp(host, port, &port_);
-  if (!fd.ok()) return fd.status();
-  listen_fd_ = *fd;
-  accept_thread_ = std::thread([this] { AcceptLoop(); });
-  return absl::OkStatus();
+  return server_.Start(host, port);
 }
 
-void TcpDataServer::Stop() {
-  if (stopping_.exchange(true)) return;
-  if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);
-  if (accept_thread_.joinable()) accept_thread_.join();
-  if (listen_fd_ >= 0) close(listen_fd_);
-  listen_fd_ = -1;
-  std::list<std::unique_ptr<Connection>> conns;
-  {
-    absl::MutexLock lock(&mu_);
-    conns.swap(connections_);
-  }
-  for (auto& c : conns) shutdown(c->fd, SHUT_RDWR);
-  for (auto& c : conns) {
-    c->thread.join();
-    close(c->fd);
-  }
-}
-
-void TcpDataServer::ReapFinishedLocked() {
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    if ((*it)->finished.load()) {
-      (*it)->thread.join();
-      close((*it)->fd);
-      it = connections_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
-void TcpDataServer::AcceptLoop() {
-  while (!stopping_.load()) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    int rc = poll(&p, 1, 500);
-    if (stopping_.load()) break;
-    {
-      absl::MutexLock lock(&mu_);
-      ReapFinishedLocked();
-    }
-    if (rc <= 0) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE) {
-        MC_LOG(WARNING) << "tcp data server: out of file descriptors; retrying";
-        usleep(10000);
-        continue;
-      }
-      break;
-    }
-    absl::MutexLock lock(&mu_);
-    if (connections_.size() >= static_cast<size_t>(kMaxConnections)) {
-      MC_LOG(WARNING) << "tcp data server: refusing connection, " << kMaxConnections
-                      << " already open";
-      close(fd);
-      continue;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    timeval tv{kMidFrameTimeoutSeconds, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    auto conn = std::make_unique<Connection>();
-    conn->fd = fd;
-    Connection* raw = conn.get();
-    connections_.push_back(std::move(conn));
-    raw->thread = std::thread([this, raw] { Serve(raw); });
-  }
-}
-
-void TcpDataServer::Serve(Connection* conn) {
-  const int fd = conn->fd;
+void TcpDataServer::Serve(int fd) {
   FrameHeader h;
-  while (!stopping_.load() && RecvHeader(fd, &h, stopping_)) {
+  while (!server_.stopping() && RecvHeader(fd, &h, server_)) {
     absl::Status valid = h.Validate();
     if (!valid.ok()) {
       MC_LOG(WARNING) << "tcp data server: closing connection after malformed frame: " << valid;
@@ -147,8 +81,6 @@ void TcpDataServer::Serve(Connection* conn) {
     }
     if (!keep) break;
   }
-  shutdown(fd, SHUT_RDWR);
-  conn->finished.store(true);
 }
 
 bool TcpDataServer::SendError(int fd, const FrameHeader& request, FrameOp op,

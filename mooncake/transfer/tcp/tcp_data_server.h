@@ -8,18 +8,14 @@
 #ifndef MOONCAKE_TRANSFER_TCP_TCP_DATA_SERVER_H_
 #define MOONCAKE_TRANSFER_TCP_TCP_DATA_SERVER_H_
 
-#include <atomic>
 #include <functional>
-#include <list>
 #include <memory>
 #include <string>
-#include <thread>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "mooncake/transfer/memory_registry.h"
+#include "mooncake/transfer/tcp/connection_server.h"
 #include "mooncake/transfer/tcp/tcp_frame.h"
 
 namespace mooncake {
@@ -40,34 +36,21 @@ class TcpDataServer {
 
   // Start binds host:port (0 = ephemeral) and starts accepting.
   absl::Status Start(const std::string& host, int port);
-  int port() const { return port_; }
+  int port() const { return server_.port(); }
   // Stop closes the listener and every connection and joins their threads. Idempotent.
-  void Stop();
+  void Stop() { server_.Stop(); }
 
  private:
-  struct Connection {
-    int fd = -1;
-    std::thread thread;
-    std::atomic<bool> finished{false};
-  };
-
-  void AcceptLoop();
-  void Serve(Connection* conn);
+  void Serve(int fd);
   // Handlers return false when the connection must be closed.
   bool HandleWrite(int fd, const FrameHeader& h);
   bool HandleRead(int fd, const FrameHeader& h);
   bool HandleControl(int fd, const FrameHeader& h);
   bool SendError(int fd, const FrameHeader& request, FrameOp op, const absl::Status& status);
-  void ReapFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const MemoryRegistry* const registry_;
   const ControlFn control_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::thread accept_thread_;
-  std::atomic<bool> stopping_{false};
-  absl::Mutex mu_;
-  std::list<std::unique_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);
+  ConnectionServer server_;
 };
 
 }  // namespace mooncake
