@@ -369,13 +369,9 @@ void MasterService::DiscardRecord(ObjectRecord* record, int64_t now) {
 // ---------------------------------------------------------------------------------------------
 // Per-key calls
 
-absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchExistKey(
-    absl::Span<const absl::string_view> keys) {
-  if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
-  const int64_t now = NowNanos();
-  const int64_t lease_end = now + LeaseTtlNanos();
+template <typename Fn>
+std::vector<ErrorCode> MasterService::ForEachKey(absl::Span<const absl::string_view> keys, Fn fn) {
   std::vector<ErrorCode> out(keys.size(), ErrorCode::OBJECT_NOT_FOUND);
-  uint64_t hits = 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     const absl::string_view key = keys[i];
     if (!ValidKey(key)) {
@@ -385,20 +381,32 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchExistKey(
     Shard& shard = ShardFor(key);
     absl::MutexLock lock(&shard.mu);
     auto it = shard.objects.find(key);
-    if (it == shard.objects.end() || !(*it)->complete()) continue;
+    if (it != shard.objects.end()) out[i] = fn(shard, it);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchExistKey(
+    absl::Span<const absl::string_view> keys) {
+  if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
+  const int64_t now = NowNanos();
+  const int64_t lease_end = now + LeaseTtlNanos();
+  uint64_t hits = 0;
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard&, auto it) {
     ObjectRecord* r = *it;
+    if (!r->complete()) return ErrorCode::OBJECT_NOT_FOUND;
     if (unmounts_in_progress_.load() != 0) {
       // A segment is being unmounted: an object whose every replica is on it no longer exists.
       absl::ReaderMutexLock seg_lock(&seg_mu_);
       bool live = false;
       for (int j = 0; j < r->num_replicas && !live; ++j) live = SegmentLive(r->segment(j));
-      if (!live) continue;
+      if (!live) return ErrorCode::OBJECT_NOT_FOUND;
     }
     r->lease_expiry_ns = std::max(r->lease_expiry_ns, lease_end);
     r->last_use_ns = now;
-    out[i] = ErrorCode::OK;
     ++hits;
-  }
+    return ErrorCode::OK;
+  });
   Add(counters_->exist_keys, keys.size());
   Add(counters_->exist_hits, hits);
   return out;
@@ -571,25 +579,15 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
     absl::Span<const absl::string_view> keys) {
   if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
   const int64_t now = NowNanos();
-  std::vector<ErrorCode> out(keys.size(), ErrorCode::OBJECT_NOT_FOUND);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const absl::string_view key = keys[i];
-    if (!ValidKey(key)) {
-      out[i] = ErrorCode::INVALID_KEY;
-      continue;
-    }
-    Shard& shard = ShardFor(key);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.objects.find(key);
-    if (it == shard.objects.end()) continue;
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it) {
     ObjectRecord* r = *it;
     if (!r->complete()) {
       r->flags |= ObjectRecord::kComplete;
       r->last_use_ns = now;
       --shard.num_processing;
     }
-    out[i] = ErrorCode::OK;
-  }
+    return ErrorCode::OK;
+  });
   Add(counters_->put_end_keys, keys.size());
   return out;
 }
@@ -597,29 +595,16 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
 absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutRevoke(
     absl::Span<const absl::string_view> keys) {
   if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
-  std::vector<ErrorCode> out(keys.size(), ErrorCode::OBJECT_NOT_FOUND);
   std::vector<ObjectRecord*> victims;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const absl::string_view key = keys[i];
-    if (!ValidKey(key)) {
-      out[i] = ErrorCode::INVALID_KEY;
-      continue;
-    }
-    Shard& shard = ShardFor(key);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.objects.find(key);
-    if (it == shard.objects.end()) continue;
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it) {
     ObjectRecord* r = *it;
-    if (r->complete()) {
-      out[i] = ErrorCode::INVALID_WRITE;
-      continue;
-    }
+    if (r->complete()) return ErrorCode::INVALID_WRITE;
     shard.objects.erase(it);
     --shard.num_processing;
     victims.push_back(r);
     FreeAndDelete(&victims);
-    out[i] = ErrorCode::OK;
-  }
+    return ErrorCode::OK;
+  });
   Add(counters_->put_revoke_keys, keys.size());
   return out;
 }
@@ -628,34 +613,18 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchRemove(
     absl::Span<const absl::string_view> keys, bool force) {
   if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
   const int64_t now = NowNanos();
-  std::vector<ErrorCode> out(keys.size(), ErrorCode::OBJECT_NOT_FOUND);
   std::vector<ObjectRecord*> victims;
   uint64_t removed = 0;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const absl::string_view key = keys[i];
-    if (!ValidKey(key)) {
-      out[i] = ErrorCode::INVALID_KEY;
-      continue;
-    }
-    Shard& shard = ShardFor(key);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.objects.find(key);
-    if (it == shard.objects.end()) continue;
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it) {
     ObjectRecord* r = *it;
-    if (!r->complete()) {
-      out[i] = ErrorCode::REPLICA_IS_NOT_READY;
-      continue;
-    }
-    if (!force && r->lease_expiry_ns > now) {
-      out[i] = ErrorCode::OBJECT_HAS_LEASE;
-      continue;
-    }
+    if (!r->complete()) return ErrorCode::REPLICA_IS_NOT_READY;
+    if (!force && r->lease_expiry_ns > now) return ErrorCode::OBJECT_HAS_LEASE;
     shard.objects.erase(it);
     victims.push_back(r);
     FreeAndDelete(&victims);
-    out[i] = ErrorCode::OK;
     ++removed;
-  }
+    return ErrorCode::OK;
+  });
   Add(counters_->remove_keys, keys.size());
   Add(counters_->removed_objects, removed);
   return out;

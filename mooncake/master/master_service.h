@@ -232,6 +232,11 @@ class MasterService {
   };
 
   Shard& ShardFor(absl::string_view key) const;
+  // ForEachKey is the loop of the per-key calls: INVALID_KEY for a malformed key,
+  // OBJECT_NOT_FOUND for a missing one, otherwise what fn(shard, it) returns, where `it` points
+  // at the key's record and fn runs under the key's shard lock.
+  template <typename Fn>
+  std::vector<ErrorCode> ForEachKey(absl::Span<const absl::string_view> keys, Fn fn);
   int64_t NowNanos() const { return clock_->NowNanos(); }
   int64_t LeaseTtlNanos() const { return absl::ToInt64Nanoseconds(options_.default_kv_lease_ttl); }
 
