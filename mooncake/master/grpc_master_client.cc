@@ -111,6 +111,7 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::KeyCodes(
 }
 
 void GrpcMasterClient::UseFastRpc(int port) {
+  if (!options_.use_fast_rpc) return;
   absl::MutexLock lock(&fast_mu_);
   if (port == fast_port_) return;
   fast_port_ = port;

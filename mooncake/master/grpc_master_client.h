@@ -33,6 +33,8 @@ struct GrpcMasterClientOptions {
   std::string address;
   // Deadline of each call.
   absl::Duration rpc_timeout = absl::Seconds(5);
+  // Use the master's fast RPC port (advertised in heartbeats) for the hot per-key calls.
+  bool use_fast_rpc = true;
 };
 
 class GrpcMasterClient final : public MasterClient {

@@ -101,67 +101,75 @@ void Throughput(int threads, double seconds) {
   }
   MasterService* service = (*server)->service();
   MountSegments(service);
-  GrpcMasterClientOptions client_options;
-  client_options.address = absl::StrCat("127.0.0.1:", (*server)->port());
-  std::vector<std::unique_ptr<GrpcMasterClient>> clients;
-  for (int t = 0; t < threads; ++t)
-    clients.push_back(std::move(*GrpcMasterClient::Create(client_options)));
-
-  std::printf("master_bench: %d client threads, %.1f s per row, loopback gRPC, %d cores\n", threads,
+  std::printf("master_bench: %d client threads, %.1f s per row, loopback, %d cores\n", threads,
               seconds, static_cast<int>(std::thread::hardware_concurrency()));
   std::printf("%-34s %6s %14s %12s %10s\n", "operation", "batch", "key-ops/s", "RPCs/s",
               "RPCs/base");
-  const ClientId hb_id{1, 1};
-  const Result base = Measure(threads, seconds, [&](int t, uint64_t) {
-    (void)clients[t]->Heartbeat(hb_id);
-    return 1;
-  });
-  Print("Heartbeat RPC (baseline)", 0, base, base.rpcs_per_sec);
-
-  // Preload keys to read: 256 * 64 per thread.
-  constexpr uint64_t kReadKeys = 256 * 64;
   std::vector<std::vector<std::string>> read_keys(threads);
-  for (int t = 0; t < threads; ++t) {
-    for (uint64_t i = 0; i < kReadKeys; ++i) read_keys[t].push_back(Key(100 + t, i));
-    std::vector<uint64_t> sizes(kReadKeys, kObjectSize);
-    for (uint64_t i = 0; i < kReadKeys; i += 256) {
-      absl::Span<const std::string> batch(&read_keys[t][i], 256);
-      (void)clients[t]->BatchPutStart(batch, absl::MakeConstSpan(sizes).subspan(0, 256), {});
-      (void)clients[t]->BatchPutEnd(batch);
+  constexpr uint64_t kReadKeys = 256 * 64;
+  Result base{};
+  // Per-key calls over gRPC alone, then over the fast RPC path (advertised by the heartbeat).
+  for (bool fast : {false, true}) {
+    const std::string via = fast ? " [fast rpc]" : " [grpc]";
+    GrpcMasterClientOptions client_options;
+    client_options.address = absl::StrCat("127.0.0.1:", (*server)->port());
+    client_options.use_fast_rpc = fast;
+    std::vector<std::unique_ptr<GrpcMasterClient>> clients;
+    for (int t = 0; t < threads; ++t)
+      clients.push_back(std::move(*GrpcMasterClient::Create(client_options)));
+    const ClientId hb_id{1, 1};
+    const Result heartbeat = Measure(threads, seconds, [&](int t, uint64_t) {
+      (void)clients[t]->Heartbeat(hb_id);
+      return 1;
+    });
+    if (!fast) {
+      base = heartbeat;
+      Print("Heartbeat RPC (baseline)", 0, base, base.rpcs_per_sec);
     }
-  }
 
-  for (int batch : {1, 256}) {
-    const Result exist = Measure(threads, seconds, [&](int t, uint64_t round) {
-      const uint64_t at = (round * batch) % kReadKeys;
-      auto r = clients[t]->BatchExistKey(absl::MakeConstSpan(&read_keys[t][at], batch));
-      return r.ok() ? batch : 0;
-    });
-    Print("BatchExistKey", batch, exist, base.rpcs_per_sec);
-    const Result list = Measure(threads, seconds, [&](int t, uint64_t round) {
-      const uint64_t at = (round * batch) % kReadKeys;
-      auto r = clients[t]->BatchGetReplicaList(absl::MakeConstSpan(&read_keys[t][at], batch));
-      return r.ok() ? batch : 0;
-    });
-    Print("BatchGetReplicaList", batch, list, base.rpcs_per_sec);
+    // Preload keys to read: 256 * 64 per thread.
+    for (int t = 0; t < threads && !fast; ++t) {
+      for (uint64_t i = 0; i < kReadKeys; ++i) read_keys[t].push_back(Key(100 + t, i));
+      std::vector<uint64_t> sizes(kReadKeys, kObjectSize);
+      for (uint64_t i = 0; i < kReadKeys; i += 256) {
+        absl::Span<const std::string> batch(&read_keys[t][i], 256);
+        (void)clients[t]->BatchPutStart(batch, absl::MakeConstSpan(sizes).subspan(0, 256), {});
+        (void)clients[t]->BatchPutEnd(batch);
+      }
+    }
 
-    // Put start + put end on fresh keys; each key counts once per RPC (two key-ops per put).
-    std::atomic<uint64_t> generation{static_cast<uint64_t>(batch) << 32};
-    const std::vector<uint64_t> sizes(batch, kObjectSize);
-    const Result put = Measure(threads, seconds, [&](int t, uint64_t) {
-      const uint64_t first = generation.fetch_add(batch);
-      std::vector<std::string> keys;
-      keys.reserve(batch);
-      for (int i = 0; i < batch; ++i) keys.push_back("p" + Key(t, first + i));
-      auto started = clients[t]->BatchPutStart(keys, sizes, {});
-      auto ended = clients[t]->BatchPutEnd(keys);
-      return started.ok() && ended.ok() ? 2 * batch : 0;
-    });
-    // Two RPCs per step.
-    Print("BatchPutStart+BatchPutEnd", batch, {put.key_ops_per_sec, 2 * put.rpcs_per_sec},
-          base.rpcs_per_sec);
-    // Keep the pool from filling: drop what the put rows created.
-    (void)service->RemoveByRegex("^p", true);
+    for (int batch : {1, 256}) {
+      const Result exist = Measure(threads, seconds, [&](int t, uint64_t round) {
+        const uint64_t at = (round * batch) % kReadKeys;
+        auto r = clients[t]->BatchExistKey(absl::MakeConstSpan(&read_keys[t][at], batch));
+        return r.ok() ? batch : 0;
+      });
+      Print("BatchExistKey" + via, batch, exist, base.rpcs_per_sec);
+      const Result list = Measure(threads, seconds, [&](int t, uint64_t round) {
+        const uint64_t at = (round * batch) % kReadKeys;
+        auto r = clients[t]->BatchGetReplicaList(absl::MakeConstSpan(&read_keys[t][at], batch));
+        return r.ok() ? batch : 0;
+      });
+      Print("BatchGetReplicaList" + via, batch, list, base.rpcs_per_sec);
+
+      // Put start + put end on fresh keys; each key counts once per RPC (two key-ops per put).
+      std::atomic<uint64_t> generation{static_cast<uint64_t>(batch) << 32};
+      const std::vector<uint64_t> sizes(batch, kObjectSize);
+      const Result put = Measure(threads, seconds, [&](int t, uint64_t) {
+        const uint64_t first = generation.fetch_add(batch);
+        std::vector<std::string> keys;
+        keys.reserve(batch);
+        for (int i = 0; i < batch; ++i) keys.push_back("p" + Key(t, first + i));
+        auto started = clients[t]->BatchPutStart(keys, sizes, {});
+        auto ended = clients[t]->BatchPutEnd(keys);
+        return started.ok() && ended.ok() ? 2 * batch : 0;
+      });
+      // Two RPCs per step.
+      Print("BatchPutStart+BatchPutEnd" + via, batch, {put.key_ops_per_sec, 2 * put.rpcs_per_sec},
+            base.rpcs_per_sec);
+      // Keep the pool from filling: drop what the put rows created.
+      (void)service->RemoveByRegex("^p", true);
+    }
   }
 
   // The same operations without RPC, for the cost of the transport.
