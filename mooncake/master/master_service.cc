@@ -339,6 +339,14 @@ bool MasterService::EvictionCouldHelp(uint64_t size, int replica_num) const {
 // ---------------------------------------------------------------------------------------------
 // Object removal helpers
 
+void MasterService::NotifyDropped(const std::vector<ObjectRecord*>& records,
+                                  ObjectDropReason reason) const {
+  if (!options_.on_object_dropped) return;
+  for (const ObjectRecord* r : records) {
+    if (r->complete()) options_.on_object_dropped(r->key(), reason);
+  }
+}
+
 void MasterService::FreeAndDelete(std::vector<ObjectRecord*>* records) {
   if (records->empty()) return;
   {
@@ -529,7 +537,10 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
         if (it != shard.objects.end()) {
           ObjectRecord* old = *it;
           if (old->complete() || now - old->last_use_ns < discard_ns) {
-            o.error = ErrorCode::OBJECT_ALREADY_EXISTS;
+            // A put still in flight is REPLICA_IS_NOT_READY, so a second writer can tell "readable
+            // now" from "someone else is writing it" (and wait instead of reporting success).
+            o.error = old->complete() ? ErrorCode::OBJECT_ALREADY_EXISTS
+                                      : ErrorCode::REPLICA_IS_NOT_READY;
             ++exists;
             break;
           }
@@ -621,6 +632,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchRemove(
     if (!force && r->lease_expiry_ns > now) return ErrorCode::OBJECT_HAS_LEASE;
     shard.objects.erase(it);
     victims.push_back(r);
+    NotifyDropped(victims, ObjectDropReason::kRemoved);
     FreeAndDelete(&victims);
     ++removed;
     return ErrorCode::OK;
@@ -651,6 +663,7 @@ uint64_t MasterService::RemoveMatching(const RE2* regex, bool force) {
       }
     }
     removed += victims.size();
+    NotifyDropped(victims, ObjectDropReason::kRemoved);
     FreeAndDelete(&victims);
   }
   Add(counters_->removed_objects, removed);
@@ -685,8 +698,9 @@ uint64_t MasterService::Evict(int64_t now) {
     return (r->soft_pinned() ? (uint64_t{1} << 63) : 0) |
            static_cast<uint64_t>(std::max<int64_t>(r->last_use_ns, 0));
   };
-  auto evictable = [now](const ObjectRecord* r) {
-    return r->complete() && !r->hard_pinned() && r->lease_expiry_ns <= now;
+  const bool plant = options_.test_only_plant_evict_leased;
+  auto evictable = [now, plant](const ObjectRecord* r) {
+    return r->complete() && !r->hard_pinned() && (plant || r->lease_expiry_ns <= now);
   };
   std::vector<uint64_t> ranks;
   for (size_t s = 0; s < kNumShards; ++s) {
@@ -730,6 +744,7 @@ uint64_t MasterService::Evict(int64_t now) {
       victims.push_back(r);
     }
     evicted += victims.size();
+    NotifyDropped(victims, ObjectDropReason::kEvicted);
     FreeAndDelete(&victims);
   }
   // Equal ranks are common (many objects used at one instant): take them in key order.
@@ -744,6 +759,7 @@ uint64_t MasterService::Evict(int64_t now) {
     shard.objects.erase(it);
     bytes += r->size;
     victims.push_back(r);
+    NotifyDropped(victims, ObjectDropReason::kEvicted);
     FreeAndDelete(&victims);
     ++evicted;
     --at_threshold;
@@ -802,6 +818,9 @@ void MasterService::UnmountSegments(const std::vector<uint32_t>& ids) {
       }
       dropped += r->num_replicas - kept.size();
       if (kept.empty()) {
+        if (r->complete() && options_.on_object_dropped) {
+          options_.on_object_dropped(r->key(), ObjectDropReason::kSegmentLost);
+        }
         shard.objects.erase(it++);
         if (!r->complete()) --shard.num_processing;
         ObjectRecord::Delete(r);  // nothing to free: its only space was on dead segments

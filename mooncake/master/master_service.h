@@ -36,6 +36,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -61,6 +62,9 @@ class RE2;
 
 namespace mooncake {
 
+// Why the master dropped an object (see MasterServiceOptions::on_object_dropped).
+enum class ObjectDropReason { kRemoved, kEvicted, kSegmentLost };
+
 // MasterServiceOptions are the master's tunables; names follow mooncake_master's flags.
 struct MasterServiceOptions {
   // Read lease granted by exist and get-replica-list (--default_kv_lease_ttl, ms).
@@ -77,6 +81,12 @@ struct MasterServiceOptions {
   absl::Duration put_start_release_timeout = absl::Seconds(600);
   // Seed of the segment-choice randomness (same seed and calls -> same placement).
   uint64_t seed = 0x6d6f6f6e63616b65;
+  // Audit hook: called for every COMPLETE object the master drops, with the reason, under the
+  // master's locks (it must not call the service). The simulator's invariant checker uses it.
+  std::function<void(absl::string_view key, ObjectDropReason reason)> on_object_dropped;
+  // Test-only: plants a bug (eviction ignores read leases) so a test can show the simulator's
+  // invariants catch it. Never set outside that test.
+  bool test_only_plant_evict_leased = false;
 };
 
 // ValidateMasterServiceOptions names the first option out of range.
@@ -151,8 +161,9 @@ class MasterService {
   absl::StatusOr<ReplicaListResult> BatchGetReplicaList(absl::Span<const absl::string_view> keys);
 
   // BatchPutStart allocates replicas for each new key: OK with the replicas to write,
-  // OBJECT_ALREADY_EXISTS, NO_AVAILABLE_HANDLE (no room even after evicting), or INVALID_PARAMS
-  // (size 0 or above kMaxObjectSize). replica_num must be in [1, kMaxReplicaNum].
+  // OBJECT_ALREADY_EXISTS (a COMPLETE object), REPLICA_IS_NOT_READY (another put of the key is in
+  // flight), NO_AVAILABLE_HANDLE (no room even after evicting), or INVALID_PARAMS (size 0 or above
+  // kMaxObjectSize). replica_num must be in [1, kMaxReplicaNum].
   absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(
       absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> sizes,
       const ReplicateConfig& config);
@@ -258,6 +269,8 @@ class MasterService {
   // Whether a replica may be handed out: its segment is mounted and not being unmounted.
   bool SegmentLive(uint32_t segment_id) const ABSL_SHARED_LOCKS_REQUIRED(seg_mu_);
 
+  // Tells on_object_dropped about COMPLETE records being dropped.
+  void NotifyDropped(const std::vector<ObjectRecord*>& records, ObjectDropReason reason) const;
   // Frees the space of records already taken out of their shard, deletes them, clears the vector.
   void FreeAndDelete(std::vector<ObjectRecord*>* records) ABSL_LOCKS_EXCLUDED(seg_mu_);
   // Reserves the space of a discarded PROCESSING record until its release time (or frees it if that

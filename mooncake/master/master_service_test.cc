@@ -151,12 +151,13 @@ TEST_F(MasterServiceTest, ObjectsAreImmutable) {
   EXPECT_EQ(Get("k").replicas, before.replicas);
   EXPECT_EQ(Get("k").size, 1 * kMiB);
 
-  // Also while the first put is still PROCESSING, and for a duplicate inside one batch.
+  // While the first put is still PROCESSING (also a duplicate inside one batch) a second writer
+  // is told the object is not ready, so it can wait rather than report a put nobody can read.
   ASSERT_EQ(PutStartOne("p", kMiB), ErrorCode::OK);
-  EXPECT_EQ(PutStartOne("p", kMiB), ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(PutStartOne("p", kMiB), ErrorCode::REPLICA_IS_NOT_READY);
   std::vector<ObjectReplicas> dup = PutStart({"d", "d"}, kMiB);
   EXPECT_EQ(dup[0].error, ErrorCode::OK);
-  EXPECT_EQ(dup[1].error, ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(dup[1].error, ErrorCode::REPLICA_IS_NOT_READY);
   EXPECT_EQ(master_->GetMetrics().put_start_already_exists, 3u);
   ExpectInvariants();
 }
@@ -228,7 +229,7 @@ TEST_F(MasterServiceTest, PutStartReplacesAnAbandonedPutOfTheSameKey) {
   Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);
   ASSERT_EQ(PutStartOne("k", kMiB), ErrorCode::OK);
   clock_.Advance(absl::Seconds(10));
-  EXPECT_EQ(PutStartOne("k", kMiB), ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(PutStartOne("k", kMiB), ErrorCode::REPLICA_IS_NOT_READY);
   clock_.Advance(absl::Seconds(21));
   EXPECT_EQ(PutStartOne("k", kMiB), ErrorCode::OK);
   EXPECT_EQ(master_->GetMetrics().discarded_puts, 1u);

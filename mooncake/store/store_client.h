@@ -11,10 +11,8 @@
 //
 // Results follow the Python contract (COMPAT.md section 2): per key 0 or bytes read on success, a
 // negative ErrorCode on failure; a batch never throws and never fails as a whole because one key
-// did. Put: put-start (the master allocates), write every replica, put-end (or revoke on failure);
-// an existing key is success without a write. Get: replica list (which leases the object), read the
-// closest replica (own segment, then same host, then network), and LEASE_EXPIRED if the lease ran
-// out before the bytes arrived. Thread-safe; SGLang calls it from three threads at once.
+// did. The logic is StoreCore's (store_core.h), run here with inline seams: the gRPC MasterClient,
+// the TransferEngine and the real clock. Thread-safe; SGLang calls it from three threads at once.
 #ifndef MOONCAKE_STORE_STORE_CLIENT_H_
 #define MOONCAKE_STORE_STORE_CLIENT_H_
 
@@ -33,17 +31,14 @@
 #include "absl/time/time.h"
 #include "mooncake/common/client_config.h"
 #include "mooncake/common/executor.h"
+#include "mooncake/master/master_channel.h"
 #include "mooncake/master/master_client.h"
 #include "mooncake/master/master_types.h"
+#include "mooncake/store/engine_data_path.h"
+#include "mooncake/store/store_core.h"
 #include "mooncake/transfer/transfer_engine.h"
 
 namespace mooncake {
-
-// A caller buffer: `size` bytes at `ptr`.
-struct BufferRef {
-  void* ptr = nullptr;
-  uint64_t size = 0;
-};
 
 struct StoreOptions {
   ClientConfig config;
@@ -111,26 +106,24 @@ class StoreClient {
 
   const ClientId& client_id() const { return client_id_; }
   // True once the segment is mounted (and remounted after the master forgot it).
-  bool mounted() const { return mounted_.load(); }
+  bool mounted() const { return core_ != nullptr && core_->mounted(); }
 
  private:
   explicit StoreClient(StoreOptions options);
   absl::Status Setup();
   void HeartbeatLoop();
-  // OpenSegment through the engine's cache; errors become negative codes.
-  absl::StatusOr<SegmentId> Segment(const std::string& name);
-  // Rank of a replica for reading: 0 own segment, 1 same host, 2 network.
-  int Closeness(const std::string& segment_name);
   absl::Status CheckOpen() const;
 
   StoreOptions options_;
   std::unique_ptr<TransferEngine> owned_engine_;
   TransferEngine* engine_ = nullptr;
   std::unique_ptr<MasterClient> master_;
+  std::unique_ptr<DirectMasterChannel> channel_;
+  std::unique_ptr<EngineDataPath> data_;
+  std::unique_ptr<StoreCore> core_;
   ClientId client_id_;
   SegmentDesc segment_;  // size 0 for a pure client
   void* segment_memory_ = nullptr;
-  std::atomic<bool> mounted_{false};
   std::atomic<bool> closed_{false};
   absl::Notification stop_;
   std::thread heartbeat_;

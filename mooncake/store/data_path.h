@@ -1,0 +1,43 @@
+// DataPath: how the store's core moves object bytes between caller buffers and replicas. The
+// production implementation is the TransferEngine (EngineDataPath); the simulator's runs the real
+// RdmaTransport on simulated verbs (sim::SimDataPath).
+//
+//   data->Transfer({{/*write=*/true, buf, "10.0.0.2:15001", remote_addr, len}},
+//                  [](std::vector<absl::Status> per_request) { ... });
+//
+// Contract: `done` runs exactly once, with one status per request, after no request will touch its
+// local or remote range again. It may run before Transfer returns.
+#ifndef MOONCAKE_STORE_DATA_PATH_H_
+#define MOONCAKE_STORE_DATA_PATH_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace mooncake {
+
+struct DataRequest {
+  bool write = false;  // true: local -> remote; false: remote -> local
+  void* local = nullptr;
+  std::string segment;  // the replica's segment name
+  uint64_t remote = 0;
+  uint64_t length = 0;
+};
+
+class DataPath {
+ public:
+  virtual ~DataPath() = default;
+  // local_segment is the name of this client's own segment.
+  virtual const std::string& local_segment() const = 0;
+  // Closeness ranks a segment for reading: 0 own segment, 1 same host, 2 network, 3 unreachable.
+  virtual int Closeness(const std::string& segment) = 0;
+  virtual void Transfer(std::vector<DataRequest> requests,
+                        std::function<void(std::vector<absl::Status>)> done) = 0;
+};
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_STORE_DATA_PATH_H_

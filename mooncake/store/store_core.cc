@@ -1,0 +1,501 @@
+#include "mooncake/store/store_core.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/common/logging.h"
+
+namespace mooncake {
+namespace {
+
+int Code(const absl::Status& s) { return static_cast<int>(ToErrorCode(s)); }
+int Code(ErrorCode c) { return static_cast<int>(c); }
+
+uint64_t TotalSize(const std::vector<BufferRef>& parts) {
+  uint64_t total = 0;
+  for (const BufferRef& b : parts) total += b.size;
+  return total;
+}
+
+// Appends requests that move `size` bytes between the parts (in order) and [remote, remote+size).
+void AddScatterRequests(bool write, const std::vector<BufferRef>& parts,
+                        const std::string& segment, uint64_t remote, uint64_t size,
+                        std::vector<DataRequest>* out) {
+  uint64_t off = 0;
+  for (const BufferRef& b : parts) {
+    if (off >= size) break;
+    uint64_t n = std::min(b.size, size - off);
+    if (n > 0) out->push_back({write, b.ptr, segment, remote + off, n});
+    off += n;
+  }
+}
+
+// The non-empty keys (for the master) and their positions; empty keys keep INVALID_KEY.
+void NonEmptyKeys(const std::vector<std::string>& keys, std::vector<std::string>* valid,
+                  std::vector<size_t>* index) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].empty()) continue;
+    valid->push_back(keys[i]);
+    index->push_back(i);
+  }
+}
+
+// The first failure among results [first, last), or OK.
+absl::Status FirstError(const std::vector<absl::Status>& results, size_t first, size_t last) {
+  for (size_t r = first; r < last; ++r) {
+    if (!results[r].ok()) return results[r];
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StoreCore::StoreCore(StoreCoreOptions options) : options_(std::move(options)) {
+  MC_CHECK(options_.master != nullptr && options_.data != nullptr && options_.clock != nullptr &&
+           options_.timer != nullptr)
+      << "StoreCore needs every seam";
+}
+
+template <typename R>
+void StoreCore::CallMaster(std::function<R(MasterClient&)> rpc, std::function<void(R)> done) {
+  auto result = std::make_shared<std::optional<R>>();
+  options_.master->Call(
+      [rpc = std::move(rpc), result](MasterClient& m) { result->emplace(rpc(m)); },
+      [result, done = std::move(done)](absl::Status lost) {
+        if (lost.ok() && !result->has_value()) {
+          lost = MakeError(ErrorCode::RPC_FAIL, "the master channel replied without a result");
+        }
+        if (!lost.ok()) {
+          done(R(lost));
+          return;
+        }
+        done(std::move(**result));
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment and liveness
+
+void StoreCore::Mount(std::function<void(absl::Status)> done) {
+  if (options_.segment.size == 0) {
+    done(absl::OkStatus());
+    return;
+  }
+  CallMaster<absl::Status>(
+      [id = options_.client_id, seg = options_.segment](MasterClient& m) {
+        return m.MountSegment(id, seg);
+      },
+      [this, done = std::move(done)](absl::Status s) {
+        if (s.ok()) mounted_ = true;
+        done(std::move(s));
+      });
+}
+
+void StoreCore::Unmount(std::function<void(absl::Status)> done) {
+  if (options_.segment.size == 0) {
+    done(absl::OkStatus());
+    return;
+  }
+  mounted_ = false;
+  CallMaster<absl::Status>(
+      [id = options_.client_id, seg = options_.segment](MasterClient& m) {
+        return m.UnmountSegment(id, seg.name, seg.base);
+      },
+      std::move(done));
+}
+
+void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
+  CallMaster<absl::StatusOr<HeartbeatResult>>(
+      [id = options_.client_id](MasterClient& m) { return m.Heartbeat(id); },
+      [this, done = std::move(done)](absl::StatusOr<HeartbeatResult> hb) {
+        if (!hb.ok()) {
+          done(hb.status());
+          return;
+        }
+        if (!hb->need_remount || options_.segment.size == 0) {
+          done(absl::OkStatus());
+          return;
+        }
+        mounted_ = false;
+        CallMaster<absl::Status>(
+            [id = options_.client_id, seg = options_.segment](MasterClient& m) {
+              return m.RemountSegment(id, {seg});
+            },
+            [this, done](absl::Status s) {
+              if (s.ok()) {
+                mounted_ = true;
+                MC_LOG(INFO) << "master had forgotten client " << options_.client_id.ToString()
+                             << "; segment " << options_.segment.name << " remounted";
+              }
+              done(std::move(s));
+            });
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exist, remove, size
+
+void StoreCore::BatchIsExist(std::vector<std::string> keys,
+                             std::function<void(std::vector<int>)> done) {
+  auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
+  auto valid = std::make_shared<std::vector<std::string>>();
+  auto index = std::make_shared<std::vector<size_t>>();
+  NonEmptyKeys(keys, valid.get(), index.get());
+  if (valid->empty()) {
+    done(std::move(*out));
+    return;
+  }
+  CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
+      [valid](MasterClient& m) { return m.BatchExistKey(*valid); },
+      [out, index, done = std::move(done)](absl::StatusOr<std::vector<ErrorCode>> r) {
+        for (size_t j = 0; j < index->size(); ++j) {
+          int& o = (*out)[(*index)[j]];
+          if (!r.ok()) {
+            o = Code(r.status());
+          } else if ((*r)[j] == ErrorCode::OK) {
+            o = 1;
+          } else if ((*r)[j] == ErrorCode::OBJECT_NOT_FOUND) {
+            o = 0;
+          } else {
+            o = Code((*r)[j]);
+          }
+        }
+        done(std::move(*out));
+      });
+}
+
+void StoreCore::BatchRemove(std::vector<std::string> keys, bool force,
+                            std::function<void(std::vector<int>)> done) {
+  auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
+  auto valid = std::make_shared<std::vector<std::string>>();
+  auto index = std::make_shared<std::vector<size_t>>();
+  NonEmptyKeys(keys, valid.get(), index.get());
+  if (valid->empty()) {
+    done(std::move(*out));
+    return;
+  }
+  CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
+      [valid, force](MasterClient& m) { return m.BatchRemove(*valid, force); },
+      [out, index, done = std::move(done)](absl::StatusOr<std::vector<ErrorCode>> r) {
+        for (size_t j = 0; j < index->size(); ++j) {
+          (*out)[(*index)[j]] = r.ok() ? Code((*r)[j]) : Code(r.status());
+        }
+        done(std::move(*out));
+      });
+}
+
+void StoreCore::RemoveByRegex(std::string regex, bool force, std::function<void(int64_t)> done) {
+  CallMaster<absl::StatusOr<uint64_t>>(
+      [regex = std::move(regex), force](MasterClient& m) { return m.RemoveByRegex(regex, force); },
+      [done = std::move(done)](absl::StatusOr<uint64_t> r) {
+        done(r.ok() ? static_cast<int64_t>(*r) : Code(r.status()));
+      });
+}
+
+void StoreCore::RemoveAll(bool force, std::function<void(int64_t)> done) {
+  CallMaster<absl::StatusOr<uint64_t>>(
+      [force](MasterClient& m) { return m.RemoveAll(force); },
+      [done = std::move(done)](absl::StatusOr<uint64_t> r) {
+        done(r.ok() ? static_cast<int64_t>(*r) : Code(r.status()));
+      });
+}
+
+void StoreCore::GetSize(std::string key, std::function<void(int64_t)> done) {
+  if (key.empty()) {
+    done(Code(ErrorCode::INVALID_KEY));
+    return;
+  }
+  CallMaster<absl::StatusOr<ReplicaListResult>>(
+      [key = std::move(key)](MasterClient& m) { return m.BatchGetReplicaList({key}); },
+      [done = std::move(done)](absl::StatusOr<ReplicaListResult> list) {
+        if (!list.ok()) return done(Code(list.status()));
+        const ObjectReplicas& obj = list->objects[0];
+        if (obj.error != ErrorCode::OK) return done(Code(obj.error));
+        done(static_cast<int64_t>(obj.size));
+      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Put
+
+struct StoreCore::PutOp {
+  std::vector<std::string> keys;
+  std::vector<std::vector<BufferRef>> buffers;
+  std::vector<uint64_t> sizes;
+  ReplicateConfig config;
+  std::vector<int> out;
+  std::function<void(std::vector<int>)> done;
+  std::vector<size_t> todo;     // keys for the next put-start
+  std::vector<size_t> waiting;  // keys another writer holds (REPLICA_IS_NOT_READY)
+  int64_t wait_deadline_ns = 0;
+  absl::Duration wait_interval;
+};
+
+void StoreCore::BatchPut(std::vector<std::string> keys,
+                         std::vector<std::vector<BufferRef>> buffers, ReplicateConfig config,
+                         std::function<void(std::vector<int>)> done) {
+  if (keys.size() != buffers.size()) {
+    done(std::vector<int>(keys.size(), Code(ErrorCode::INVALID_PARAMS)));
+    return;
+  }
+  auto op = std::make_shared<PutOp>();
+  op->out.assign(keys.size(), 0);
+  op->sizes.resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    op->sizes[i] = TotalSize(buffers[i]);
+    if (keys[i].empty()) {
+      op->out[i] = Code(ErrorCode::INVALID_KEY);
+    } else if (op->sizes[i] == 0) {
+      op->out[i] = Code(ErrorCode::INVALID_PARAMS);
+    } else {
+      op->todo.push_back(i);
+    }
+  }
+  op->keys = std::move(keys);
+  op->buffers = std::move(buffers);
+  op->config = std::move(config);
+  op->done = std::move(done);
+  op->wait_deadline_ns =
+      options_.clock->NowNanos() + absl::ToInt64Nanoseconds(options_.put_wait_timeout);
+  op->wait_interval = options_.put_wait_interval;
+  PutRound(std::move(op));
+}
+
+void StoreCore::PutRound(std::shared_ptr<PutOp> op) {
+  if (op->todo.empty()) {
+    PutMaybeDone(std::move(op));
+    return;
+  }
+  auto keys = std::make_shared<std::vector<std::string>>();
+  auto sizes = std::make_shared<std::vector<uint64_t>>();
+  for (size_t i : op->todo) {
+    keys->push_back(op->keys[i]);
+    sizes->push_back(op->sizes[i]);
+  }
+  CallMaster<absl::StatusOr<std::vector<ObjectReplicas>>>(
+      [keys, sizes, config = op->config](MasterClient& m) {
+        return m.BatchPutStart(*keys, *sizes, config);
+      },
+      [this, op](absl::StatusOr<std::vector<ObjectReplicas>> started) {
+        std::vector<size_t> todo = std::move(op->todo);
+        op->todo.clear();
+        if (!started.ok()) {
+          // The master may have allocated anyway; those puts are discarded after
+          // put_start_discard_timeout. Revoking blindly could free another writer's put.
+          for (size_t i : todo) op->out[i] = Code(started.status());
+          PutMaybeDone(op);
+          return;
+        }
+        PutWrite(op, std::move(todo), std::move(*started));
+      });
+}
+
+void StoreCore::PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
+                         std::vector<ObjectReplicas> started) {
+  // One transfer for every replica of every key being written.
+  auto reqs = std::vector<DataRequest>();
+  auto writing = std::make_shared<std::vector<size_t>>();
+  auto ranges = std::make_shared<std::vector<std::pair<size_t, size_t>>>();
+  for (size_t j = 0; j < todo.size(); ++j) {
+    const size_t i = todo[j];
+    const ObjectReplicas& obj = started[j];
+    if (obj.error == ErrorCode::OBJECT_ALREADY_EXISTS) {
+      op->out[i] = 0;  // immutable objects: a complete object under the key is success
+      continue;
+    }
+    if (obj.error == ErrorCode::REPLICA_IS_NOT_READY) {
+      op->waiting.push_back(i);  // another writer's put is in flight
+      continue;
+    }
+    if (obj.error != ErrorCode::OK) {
+      op->out[i] = Code(obj.error);
+      continue;
+    }
+    writing->push_back(i);
+    const size_t first = reqs.size();
+    for (const ReplicaDesc& r : obj.replicas) {
+      AddScatterRequests(true, op->buffers[i], r.segment_name, r.address, op->sizes[i], &reqs);
+    }
+    ranges->emplace_back(first, reqs.size());
+  }
+  if (writing->empty()) {
+    PutMaybeDone(std::move(op));
+    return;
+  }
+  options_.data->Transfer(
+      std::move(reqs), [this, op, writing, ranges](std::vector<absl::Status> results) {
+        std::vector<size_t> written, failed;
+        for (size_t k = 0; k < writing->size(); ++k) {
+          const size_t i = (*writing)[k];
+          absl::Status s = FirstError(results, (*ranges)[k].first, (*ranges)[k].second);
+          if (s.ok()) {
+            written.push_back(i);
+          } else {
+            op->out[i] = Code(s);
+            failed.push_back(i);
+          }
+        }
+        PutFinish(op, std::move(written), std::move(failed));
+      });
+}
+
+void StoreCore::PutFinish(std::shared_ptr<PutOp> op, std::vector<size_t> written,
+                          std::vector<size_t> failed) {
+  if (!failed.empty()) {
+    // Every write has finished (DataPath contract), so the space may be handed out again.
+    auto revoke = std::make_shared<std::vector<std::string>>();
+    for (size_t i : failed) revoke->push_back(op->keys[i]);
+    CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
+        [revoke](MasterClient& m) { return m.BatchPutRevoke(*revoke); },
+        [](absl::StatusOr<std::vector<ErrorCode>> r) {
+          if (!r.ok()) MC_LOG(WARNING) << "put revoke failed: " << r.status();
+        });
+  }
+  if (written.empty()) {
+    PutMaybeDone(std::move(op));
+    return;
+  }
+  auto end = std::make_shared<std::vector<std::string>>();
+  for (size_t i : written) end->push_back(op->keys[i]);
+  CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
+      [end](MasterClient& m) { return m.BatchPutEnd(*end); },
+      [this, op, written = std::move(written)](absl::StatusOr<std::vector<ErrorCode>> ended) {
+        for (size_t k = 0; k < written.size(); ++k) {
+          const size_t i = written[k];
+          if (!ended.ok()) {
+            op->out[i] = Code(ended.status());
+          } else if ((*ended)[k] != ErrorCode::OK) {
+            op->out[i] = Code((*ended)[k]);
+          }
+        }
+        PutMaybeDone(op);
+      });
+}
+
+void StoreCore::PutMaybeDone(std::shared_ptr<PutOp> op) {
+  if (!op->waiting.empty()) {
+    PutAwaitOthers(std::move(op));
+    return;
+  }
+  op->done(std::move(op->out));
+}
+
+void StoreCore::PutAwaitOthers(std::shared_ptr<PutOp> op) {
+  if (options_.clock->NowNanos() >= op->wait_deadline_ns) {
+    // The other writer neither finished nor gave up in time: the object is not readable yet.
+    for (size_t i : op->waiting) op->out[i] = Code(ErrorCode::REPLICA_IS_NOT_READY);
+    op->waiting.clear();
+    op->done(std::move(op->out));
+    return;
+  }
+  const absl::Duration delay = op->wait_interval;
+  op->wait_interval = std::min(op->wait_interval * 2, absl::Milliseconds(50));
+  options_.timer(delay, [this, op] {
+    // Try again: the other put became COMPLETE (OBJECT_ALREADY_EXISTS), or was revoked or
+    // discarded (we write it), or is still in flight (wait more).
+    op->todo = std::move(op->waiting);
+    op->waiting.clear();
+    PutRound(op);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Get
+
+void StoreCore::BatchGet(std::vector<std::string> keys,
+                         std::vector<std::vector<BufferRef>> buffers,
+                         std::function<void(std::vector<int64_t>)> done) {
+  if (keys.size() != buffers.size()) {
+    done(std::vector<int64_t>(keys.size(), Code(ErrorCode::INVALID_PARAMS)));
+    return;
+  }
+  auto out = std::make_shared<std::vector<int64_t>>(keys.size(), 0);
+  auto query = std::make_shared<std::vector<std::string>>();
+  auto index = std::make_shared<std::vector<size_t>>();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].empty()) {
+      (*out)[i] = Code(ErrorCode::INVALID_KEY);
+    } else {
+      query->push_back(keys[i]);
+      index->push_back(i);
+    }
+  }
+  if (query->empty()) {
+    done(std::move(*out));
+    return;
+  }
+  // The lease is counted from before the request left: never later than the master's grant.
+  const int64_t t0 = options_.clock->NowNanos();
+  CallMaster<absl::StatusOr<ReplicaListResult>>(
+      [query](MasterClient& m) { return m.BatchGetReplicaList(*query); },
+      [this, out, index, t0, buffers = std::move(buffers),
+       done = std::move(done)](absl::StatusOr<ReplicaListResult> list) mutable {
+        if (!list.ok()) {
+          for (size_t i : *index) (*out)[i] = Code(list.status());
+          done(std::move(*out));
+          return;
+        }
+        std::vector<DataRequest> reqs;
+        auto reading = std::make_shared<std::vector<size_t>>();
+        auto ranges = std::make_shared<std::vector<std::pair<size_t, size_t>>>();
+        for (size_t j = 0; j < index->size(); ++j) {
+          const ObjectReplicas& obj = list->objects[j];
+          const size_t i = (*index)[j];
+          if (obj.error != ErrorCode::OK) {
+            (*out)[i] = Code(obj.error);
+            continue;
+          }
+          if (obj.replicas.empty()) {
+            (*out)[i] = Code(ErrorCode::INVALID_REPLICA);
+            continue;
+          }
+          if (TotalSize(buffers[i]) < obj.size) {
+            (*out)[i] = Code(ErrorCode::INVALID_PARAMS);  // the buffer cannot hold the object
+            continue;
+          }
+          // Closest replica: own segment, then same host, then the network.
+          const ReplicaDesc* best = &obj.replicas[0];
+          int best_rank = 99;
+          for (const ReplicaDesc& r : obj.replicas) {
+            const int rank = options_.data->Closeness(r.segment_name);
+            if (rank < best_rank) {
+              best_rank = rank;
+              best = &r;
+            }
+          }
+          reading->push_back(i);
+          const size_t first = reqs.size();
+          AddScatterRequests(false, buffers[i], best->segment_name, best->address, obj.size,
+                             &reqs);
+          ranges->emplace_back(first, reqs.size());
+          (*out)[i] = static_cast<int64_t>(obj.size);
+        }
+        if (reading->empty()) {
+          done(std::move(*out));
+          return;
+        }
+        const int64_t lease_ns = absl::ToInt64Nanoseconds(list->lease_ttl);
+        options_.data->Transfer(
+            std::move(reqs), [this, out, reading, ranges, t0, lease_ns,
+                              done = std::move(done)](std::vector<absl::Status> results) {
+              // The object may have been evicted and its space reused after the lease ended:
+              // bytes that arrived later are not trusted.
+              const bool lease_expired = options_.clock->NowNanos() - t0 > lease_ns;
+              for (size_t k = 0; k < reading->size(); ++k) {
+                const size_t i = (*reading)[k];
+                absl::Status s = FirstError(results, (*ranges)[k].first, (*ranges)[k].second);
+                if (!s.ok()) {
+                  (*out)[i] = Code(s);
+                } else if (lease_expired) {
+                  (*out)[i] = Code(ErrorCode::LEASE_EXPIRED);
+                }
+              }
+              done(std::move(*out));
+            });
+      });
+}
+
+}  // namespace mooncake
