@@ -21,9 +21,8 @@ uint64_t TotalSize(const std::vector<BufferRef>& parts) {
 }
 
 // Appends requests that move `size` bytes between the parts (in order) and [remote, remote+size).
-void AddScatterRequests(bool write, const std::vector<BufferRef>& parts,
-                        const std::string& segment, uint64_t remote, uint64_t size,
-                        std::vector<DataRequest>* out) {
+void AddScatterRequests(bool write, const std::vector<BufferRef>& parts, const std::string& segment,
+                        uint64_t remote, uint64_t size, std::vector<DataRequest>* out) {
   uint64_t off = 0;
   for (const BufferRef& b : parts) {
     if (off >= size) break;
@@ -84,14 +83,12 @@ void StoreCore::Mount(std::function<void(absl::Status)> done) {
     done(absl::OkStatus());
     return;
   }
-  CallMaster<absl::Status>(
-      [id = options_.client_id, seg = options_.segment](MasterClient& m) {
-        return m.MountSegment(id, seg);
-      },
-      [this, done = std::move(done)](absl::Status s) {
-        if (s.ok()) mounted_ = true;
-        done(std::move(s));
-      });
+  CallMaster<absl::Status>([id = options_.client_id, seg = options_.segment](
+                               MasterClient& m) { return m.MountSegment(id, seg); },
+                           [this, done = std::move(done)](absl::Status s) {
+                             if (s.ok()) mounted_ = true;
+                             done(std::move(s));
+                           });
 }
 
 void StoreCore::Unmount(std::function<void(absl::Status)> done) {
@@ -120,18 +117,17 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
           return;
         }
         mounted_ = false;
-        CallMaster<absl::Status>(
-            [id = options_.client_id, seg = options_.segment](MasterClient& m) {
-              return m.RemountSegment(id, {seg});
-            },
-            [this, done](absl::Status s) {
-              if (s.ok()) {
-                mounted_ = true;
-                MC_LOG(INFO) << "master had forgotten client " << options_.client_id.ToString()
-                             << "; segment " << options_.segment.name << " remounted";
-              }
-              done(std::move(s));
-            });
+        CallMaster<absl::Status>([id = options_.client_id, seg = options_.segment](
+                                     MasterClient& m) { return m.RemountSegment(id, {seg}); },
+                                 [this, done](absl::Status s) {
+                                   if (s.ok()) {
+                                     mounted_ = true;
+                                     MC_LOG(INFO) << "master had forgotten client "
+                                                  << options_.client_id.ToString() << "; segment "
+                                                  << options_.segment.name << " remounted";
+                                   }
+                                   done(std::move(s));
+                                 });
       });
 }
 
@@ -196,11 +192,10 @@ void StoreCore::RemoveByRegex(std::string regex, bool force, std::function<void(
 }
 
 void StoreCore::RemoveAll(bool force, std::function<void(int64_t)> done) {
-  CallMaster<absl::StatusOr<uint64_t>>(
-      [force](MasterClient& m) { return m.RemoveAll(force); },
-      [done = std::move(done)](absl::StatusOr<uint64_t> r) {
-        done(r.ok() ? static_cast<int64_t>(*r) : Code(r.status()));
-      });
+  CallMaster<absl::StatusOr<uint64_t>>([force](MasterClient& m) { return m.RemoveAll(force); },
+                                       [done = std::move(done)](absl::StatusOr<uint64_t> r) {
+                                         done(r.ok() ? static_cast<int64_t>(*r) : Code(r.status()));
+                                       });
 }
 
 void StoreCore::GetSize(std::string key, std::function<void(int64_t)> done) {
@@ -234,9 +229,8 @@ struct StoreCore::PutOp {
   absl::Duration wait_interval;
 };
 
-void StoreCore::BatchPut(std::vector<std::string> keys,
-                         std::vector<std::vector<BufferRef>> buffers, ReplicateConfig config,
-                         std::function<void(std::vector<int>)> done) {
+void StoreCore::BatchPut(std::vector<std::string> keys, std::vector<std::vector<BufferRef>> buffers,
+                         ReplicateConfig config, std::function<void(std::vector<int>)> done) {
   if (keys.size() != buffers.size()) {
     done(std::vector<int>(keys.size(), Code(ErrorCode::INVALID_PARAMS)));
     return;
@@ -405,8 +399,7 @@ void StoreCore::PutAwaitOthers(std::shared_ptr<PutOp> op) {
 // ---------------------------------------------------------------------------------------------
 // Get
 
-void StoreCore::BatchGet(std::vector<std::string> keys,
-                         std::vector<std::vector<BufferRef>> buffers,
+void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<BufferRef>> buffers,
                          std::function<void(std::vector<int64_t>)> done) {
   if (keys.size() != buffers.size()) {
     done(std::vector<int64_t>(keys.size(), Code(ErrorCode::INVALID_PARAMS)));
@@ -468,8 +461,7 @@ void StoreCore::BatchGet(std::vector<std::string> keys,
           }
           reading->push_back(i);
           const size_t first = reqs.size();
-          AddScatterRequests(false, buffers[i], best->segment_name, best->address, obj.size,
-                             &reqs);
+          AddScatterRequests(false, buffers[i], best->segment_name, best->address, obj.size, &reqs);
           ranges->emplace_back(first, reqs.size());
           (*out)[i] = static_cast<int64_t>(obj.size);
         }

@@ -1,0 +1,184 @@
+#include "sim/store_cluster.h"
+
+#include <sys/mman.h>
+
+#include "absl/strings/str_cat.h"
+#include "mooncake/common/logging.h"
+
+namespace sim {
+
+// Rail handshakes go straight to the live peer's transport (production: the TCP control port).
+class StoreCluster::Handshake final : public mooncake::RdmaHandshake {
+ public:
+  explicit Handshake(StoreCluster* cluster) : cluster_(cluster) {}
+  absl::StatusOr<mooncake::EndpointInfo> Exchange(const std::string& peer,
+                                                  const mooncake::EndpointInfo& mine) override {
+    for (auto& c : cluster_->clients_) {
+      if (c->name == peer) {
+        if (!c->up()) return absl::UnavailableError(absl::StrCat(peer, " is down"));
+        return c->transport->Accept(mine);
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("no simulated client ", peer));
+  }
+
+ private:
+  StoreCluster* const cluster_;
+};
+
+namespace {
+WorldOptions MakeWorldOptions(const StoreClusterOptions& o) {
+  WorldOptions w;
+  w.seed = o.seed;
+  w.verbs.copy_data = true;
+  return w;
+}
+}  // namespace
+
+StoreCluster::StoreCluster(const StoreClusterOptions& options)
+    : options_(options), world_(MakeWorldOptions(options)) {
+  master_ = std::make_unique<SimMaster>(&world_.sim(), options_.master, options_.link);
+  handshake_ = std::make_unique<Handshake>(this);
+}
+
+StoreCluster::~StoreCluster() {
+  for (auto& c : clients_) {
+    c->alive.reset();
+    c->core.reset();
+    c->data.reset();
+    c->rpc.reset();
+    c->transport.reset();
+  }
+  for (auto& m : mappings_) munmap(m.first, m.second);
+}
+
+absl::Status StoreCluster::Start() {
+  std::vector<std::string> nics;
+  for (int n = 0; n < options_.nics; ++n) nics.push_back(absl::StrCat("erdma_", n));
+  for (int h = 0; h < options_.hosts; ++h) {
+    host_ids_.push_back(world_.AddHost(absl::StrCat("host", h), nics, options_.nic));
+    host_up_.push_back(true);
+    for (int r = 0; r < options_.ranks; ++r) {
+      auto c = std::make_unique<Client>();
+      c->index = static_cast<int>(clients_.size());
+      c->host = h;
+      c->rank = r;
+      c->name = absl::StrCat("host", h, ":", 15000 + r);
+      clients_.push_back(std::move(c));
+    }
+  }
+  for (auto& c : clients_) {
+    if (absl::Status s = StartClient(c.get()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StoreCluster::StartClient(Client* c) {
+  Simulator& sim = world_.sim();
+  const size_t bytes = options_.segment_size + options_.buffer_size;
+  // Fresh memory for every incarnation (address space only until touched).
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap of client memory failed");
+  mappings_.emplace_back(mem, bytes);
+  c->segment = static_cast<char*>(mem);
+  c->buffer = c->segment + options_.segment_size;
+  c->id = {sim.rng().Next64() | 1, sim.rng().Next64()};
+  ++c->incarnation;
+  c->alive = std::make_shared<bool>(true);
+  const HostId host = host_ids_[c->host];
+
+  mooncake::RdmaOptions rdma = options_.rdma;
+  rdma.devices.clear();
+  for (int n = 0; n < options_.nics; ++n) rdma.devices.push_back(absl::StrCat("erdma_", n));
+  c->transport = std::make_unique<mooncake::RdmaTransport>(world_.verbs(host), world_.clock(),
+                                                           handshake_.get(), c->name, rdma);
+  if (absl::Status s = c->transport->Init(); !s.ok()) return s;
+  const uint64_t seg_addr = reinterpret_cast<uint64_t>(c->segment);
+  if (absl::Status s = c->transport->RegisterMemory(seg_addr, options_.segment_size, true);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = c->transport->RegisterMemory(reinterpret_cast<uint64_t>(c->buffer),
+                                                    options_.buffer_size, false);
+      !s.ok()) {
+    return s;
+  }
+  auto desc = std::make_shared<mooncake::SegmentDescriptor>();
+  desc->name = c->name;
+  c->transport->FillDescriptor(desc.get());
+  directory_[c->name] = DirectoryEntry{host, desc};
+
+  std::weak_ptr<bool> alive = c->alive;
+  c->rpc = std::make_unique<SimMasterRpc>(master_.get(), host, alive);
+  c->data = std::make_unique<SimDataPath>(&sim, c->transport.get(), c->name, host, &directory_,
+                                          alive, options_.data);
+  mooncake::StoreCoreOptions core;
+  core.client_id = c->id;
+  core.segment = {c->name, seg_addr, options_.segment_size};
+  core.master = c->rpc.get();
+  core.data = c->data.get();
+  core.clock = world_.clock();
+  core.timer = [&sim, alive](absl::Duration delay, std::function<void()> fn) {
+    sim.Schedule(absl::ToInt64Nanoseconds(delay), "store.timer", [alive, fn = std::move(fn)] {
+      if (!alive.expired()) fn();
+    });
+  };
+  core.put_wait_timeout = options_.put_wait_timeout;
+  c->core = std::make_unique<mooncake::StoreCore>(std::move(core));
+  MountWithRetry(c);
+  mooncake::StoreCore* core_ptr = c->core.get();
+  sim.ScheduleRepeating(options_.heartbeat_period, absl::StrCat("heartbeat.", c->name),
+                        [alive, core_ptr] {
+                          if (alive.expired()) return false;
+                          core_ptr->Heartbeat([](absl::Status) {});
+                          return true;
+                        });
+  return absl::OkStatus();
+}
+
+void StoreCluster::MountWithRetry(Client* c) {
+  std::weak_ptr<bool> alive = c->alive;
+  c->core->Mount([this, c, alive](absl::Status s) {
+    if (s.ok() || alive.expired()) return;
+    world_.sim().Schedule(options_.mount_retry, "mount.retry", [this, c, alive] {
+      if (!alive.expired()) MountWithRetry(c);
+    });
+  });
+}
+
+void StoreCluster::CrashHost(int host) {
+  if (!host_up_[host]) return;
+  host_up_[host] = false;
+  world_.network().CrashHost(host_ids_[host]);
+  for (auto& c : clients_) {
+    if (c->host != host || !c->up()) continue;
+    dead_bytes_moved_ += c->data->bytes_moved();
+    c->alive.reset();  // every pending callback of this incarnation is dropped
+    c->core.reset();
+    c->data.reset();
+    c->rpc.reset();
+    c->transport.reset();
+  }
+}
+
+absl::Status StoreCluster::RestartHost(int host) {
+  if (host_up_[host]) return absl::OkStatus();
+  world_.network().RestartHost(host_ids_[host]);
+  host_up_[host] = true;
+  for (auto& c : clients_) {
+    if (c->host != host) continue;
+    if (absl::Status s = StartClient(c.get()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+uint64_t StoreCluster::bytes_moved() const {
+  uint64_t total = dead_bytes_moved_;
+  for (const auto& c : clients_) {
+    if (c->data != nullptr) total += c->data->bytes_moved();
+  }
+  return total;
+}
+
+}  // namespace sim
