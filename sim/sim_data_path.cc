@@ -11,8 +11,8 @@ using mooncake::ErrorCode;
 using mooncake::MakeError;
 
 SimDataPath::SimDataPath(Simulator* sim, mooncake::RdmaTransport* transport, std::string segment,
-                         HostId host, const SegmentDirectory* directory,
-                         std::weak_ptr<bool> alive, const SimDataPathOptions& options)
+                         HostId host, const SegmentDirectory* directory, std::weak_ptr<bool> alive,
+                         const SimDataPathOptions& options)
     : sim_(sim),
       transport_(transport),
       segment_(std::move(segment)),
@@ -44,8 +44,8 @@ void SimDataPath::Transfer(std::vector<mooncake::DataRequest> requests,
     }
     const DirectoryEntry& e = it->second;
     if (e.descriptor->FindBuffer(r.remote, r.length) == nullptr) {
-      p->results[i] = MakeError(ErrorCode::INVALID_PARAMS,
-                                absl::StrCat("range outside segment ", r.segment));
+      p->results[i] =
+          MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("range outside segment ", r.segment));
       continue;
     }
     if (e.host != host_) {

@@ -39,8 +39,8 @@ struct SimDataPathOptions {
 class SimDataPath final : public mooncake::DataPath {
  public:
   // Every pointer must outlive the data path; `alive` is the owning client's life.
-  SimDataPath(Simulator* sim, mooncake::RdmaTransport* transport, std::string segment,
-              HostId host, const SegmentDirectory* directory, std::weak_ptr<bool> alive,
+  SimDataPath(Simulator* sim, mooncake::RdmaTransport* transport, std::string segment, HostId host,
+              const SegmentDirectory* directory, std::weak_ptr<bool> alive,
               const SimDataPathOptions& options);
 
   const std::string& local_segment() const override { return segment_; }

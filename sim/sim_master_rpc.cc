@@ -49,9 +49,10 @@ bool SimMaster::Delivers(HostId host) {
 }
 
 SimTime SimMaster::OneWay() {
-  SimTime jitter = options_.jitter > 0
-                       ? static_cast<SimTime>(sim_->rng().Uniform(static_cast<uint64_t>(options_.jitter)))
-                       : 0;
+  SimTime jitter =
+      options_.jitter > 0
+          ? static_cast<SimTime>(sim_->rng().Uniform(static_cast<uint64_t>(options_.jitter)))
+          : 0;
   return options_.latency + jitter + extra_latency_;
 }
 

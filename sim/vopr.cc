@@ -87,9 +87,8 @@ struct Shape {
   uint64_t object_size = 8 << 10;
   double reuse = 0.6;  // probability a request continues a known prefix chain
   std::string Describe() const {
-    return absl::StrCat(hosts, " hosts x ", ranks, " ranks, ", nics, " NICs, ",
-                        mla ? "MLA" : "MHA", ", ", replicas, " replica(s), ", object_size >> 10,
-                        " KiB objects");
+    return absl::StrCat(hosts, " hosts x ", ranks, " ranks, ", nics, " NICs, ", mla ? "MLA" : "MHA",
+                        ", ", replicas, " replica(s), ", object_size >> 10, " KiB objects");
   }
 };
 
@@ -108,7 +107,8 @@ Shape PickShape(mooncake::Rng& rng) {
 
 class Vopr {
  public:
-  explicit Vopr(const VoprOptions& options) : options_(options), shape_rng_(options.seed ^ 0x766f7072ULL) {}
+  explicit Vopr(const VoprOptions& options)
+      : options_(options), shape_rng_(options.seed ^ 0x766f7072ULL) {}
 
   VoprResult Run();
 
@@ -191,15 +191,16 @@ class Vopr {
 
 uint64_t Vopr::Begin(int client, std::string what) {
   const uint64_t id = next_op_++;
-  ops_[id] = Op{client, cluster_->client(client).incarnation, cluster_->sim().Now(),
-                std::move(what)};
+  ops_[id] =
+      Op{client, cluster_->client(client).incarnation, cluster_->sim().Now(), std::move(what)};
   return id;
 }
 
 bool Vopr::End(uint64_t id, SimTime* start) {
   auto it = ops_.find(id);
   if (it == ops_.end()) {
-    Fail(absl::StrCat("invariant 5: operation ", id, " completed twice (or after its client died)"));
+    Fail(
+        absl::StrCat("invariant 5: operation ", id, " completed twice (or after its client died)"));
     return false;
   }
   *start = it->second.start;
@@ -216,7 +217,8 @@ void Vopr::OnDropped(absl::string_view key, mooncake::ObjectDropReason reason) {
   if (reason == mooncake::ObjectDropReason::kEvicted) {
     ++result_.evicted;
     // A lease from before a master restart died with that master.
-    if (k.lease_floor >= 0 && k.lease_floor > master_restart_at_ && k.lease_floor + lease_ns_ > now) {
+    if (k.lease_floor >= 0 && k.lease_floor > master_restart_at_ &&
+        k.lease_floor + lease_ns_ > now) {
       Fail(absl::StrCat("invariant 4: ", key, " evicted while leased: a read that started at ",
                         Ms(k.lease_floor), " found it, so its lease runs until at least ",
                         Ms(k.lease_floor + lease_ns_)),
@@ -267,8 +269,8 @@ void Vopr::NextRequest(int client, int loop) {
   StoreCluster::Client& c = cluster_->client(client);
   if (!c.up() || stop_workload_) return;
   std::weak_ptr<bool> alive = c.alive;
-  const SimTime think =
-      static_cast<SimTime>(cluster_->sim().rng().Uniform(static_cast<uint64_t>(options_.max_think) + 1));
+  const SimTime think = static_cast<SimTime>(
+      cluster_->sim().rng().Uniform(static_cast<uint64_t>(options_.max_think) + 1));
   cluster_->sim().Schedule(think, "workload", [this, client, loop, alive] {
     if (!alive.expired() && violation_.empty()) Request(client, loop);
   });
@@ -338,7 +340,8 @@ void Vopr::Request(int client, int loop) {
         if (!KnownError(rc[i])) Fail(absl::StrCat("invariant 5: exists answered ", rc[i]));
       }
       if (rc[i] != 1) in_prefix = false;
-      if (in_prefix && (i + 1) % keys_per_page == 0) prefix = static_cast<int>((i + 1) / keys_per_page);
+      if (in_prefix && (i + 1) % keys_per_page == 0)
+        prefix = static_cast<int>((i + 1) / keys_per_page);
     }
     StoreCluster::Client& c = cluster_->client(client);
     if (loop == 0) {
@@ -352,41 +355,44 @@ void Vopr::Request(int client, int loop) {
         bufs.push_back({{buffer + i * size, size}});
       }
       const uint64_t gid = Begin(client, "get");
-      c.core->BatchGet(*get_keys, std::move(bufs), [this, gid, client, loop, get_keys, buffer,
-                                                    size](std::vector<int64_t> got) {
-        SimTime start;
-        if (!End(gid, &start)) return;
-        for (size_t i = 0; i < got.size(); ++i) {
-          const std::string& key = (*get_keys)[i];
-          KeyState& k = Key(key);
-          cluster_->sim().Trace(static_cast<uint64_t>(got[i]));
-          if (got[i] > 0) {
-            if (static_cast<uint64_t>(got[i]) != size) {
-              Fail(absl::StrCat("invariant 1: get(", key, ") returned ", got[i], " bytes, put ",
-                                size));
-              return;
+      c.core->BatchGet(
+          *get_keys, std::move(bufs),
+          [this, gid, client, loop, get_keys, buffer, size](std::vector<int64_t> got) {
+            SimTime start;
+            if (!End(gid, &start)) return;
+            for (size_t i = 0; i < got.size(); ++i) {
+              const std::string& key = (*get_keys)[i];
+              KeyState& k = Key(key);
+              cluster_->sim().Trace(static_cast<uint64_t>(got[i]));
+              if (got[i] > 0) {
+                if (static_cast<uint64_t>(got[i]) != size) {
+                  Fail(absl::StrCat("invariant 1: get(", key, ") returned ", got[i], " bytes, put ",
+                                    size));
+                  return;
+                }
+                const int64_t bad = Verify(key, buffer + i * size, size);
+                if (bad >= 0) {
+                  Fail(absl::StrCat("invariant 1: get(", key, ") returned wrong bytes at offset ",
+                                    bad, " (request started at ", Ms(start), ")"));
+                  return;
+                }
+                ++result_.keys_read;
+                if (DroppedAt(k) < start) k.lease_floor = std::max(k.lease_floor, start);
+              } else if (got[i] == static_cast<int64_t>(ErrorCode::OBJECT_NOT_FOUND)) {
+                if (k.acked >= 0 && k.acked <= start && DroppedAt(k) < k.acked) {
+                  Fail(absl::StrCat("invariant 2: get(", key,
+                                    ") found nothing at a request that "
+                                    "started at ",
+                                    Ms(start), ", but a put acknowledged it at ", Ms(k.acked),
+                                    " and nothing dropped it since"));
+                }
+              } else {
+                CountError(got[i]);
+                if (!KnownError(got[i])) Fail(absl::StrCat("invariant 5: get answered ", got[i]));
+              }
             }
-            const int64_t bad = Verify(key, buffer + i * size, size);
-            if (bad >= 0) {
-              Fail(absl::StrCat("invariant 1: get(", key, ") returned wrong bytes at offset ",
-                                bad, " (request started at ", Ms(start), ")"));
-              return;
-            }
-            ++result_.keys_read;
-            if (DroppedAt(k) < start) k.lease_floor = std::max(k.lease_floor, start);
-          } else if (got[i] == static_cast<int64_t>(ErrorCode::OBJECT_NOT_FOUND)) {
-            if (k.acked >= 0 && k.acked <= start && DroppedAt(k) < k.acked) {
-              Fail(absl::StrCat("invariant 2: get(", key, ") found nothing at a request that "
-                                "started at ", Ms(start), ", but a put acknowledged it at ",
-                                Ms(k.acked), " and nothing dropped it since"));
-            }
-          } else {
-            CountError(got[i]);
-            if (!KnownError(got[i])) Fail(absl::StrCat("invariant 5: get answered ", got[i]));
-          }
-        }
-        NextRequest(client, loop);
-      });
+            NextRequest(client, loop);
+          });
       return;
     }
     // Back up the pages after the prefix.
@@ -440,36 +446,36 @@ void Vopr::Probe(int client) {
     bufs.push_back({{buffer + i * size, size}});
   }
   const uint64_t pid = Begin(client, "probe put");
-  c.core->BatchPut(*keys, std::move(bufs), {}, [this, pid, client, keys, buffer, size](
-                                                   std::vector<int> rc) {
-    SimTime start;
-    if (!End(pid, &start)) return;
-    for (size_t i = 0; i < rc.size(); ++i) {
-      if (rc[i] != 0) {
-        Fail(absl::StrCat("invariant 6: after faults healed at ", Ms(heal_at_), ", put(",
-                          (*keys)[i], ") failed with ", rc[i]));
-        return;
-      }
-    }
-    std::memset(buffer, 0, keys->size() * size);
-    std::vector<std::vector<BufferRef>> bufs;
-    for (size_t i = 0; i < keys->size(); ++i) bufs.push_back({{buffer + i * size, size}});
-    const uint64_t gid = Begin(client, "probe get");
-    cluster_->client(client).core->BatchGet(
-        *keys, std::move(bufs), [this, gid, keys, buffer, size](std::vector<int64_t> got) {
-          SimTime start;
-          if (!End(gid, &start)) return;
-          for (size_t i = 0; i < got.size(); ++i) {
-            if (got[i] != static_cast<int64_t>(size) ||
-                Verify((*keys)[i], buffer + i * size, size) >= 0) {
-              Fail(absl::StrCat("invariant 6: after faults healed at ", Ms(heal_at_), ", get(",
-                                (*keys)[i], ") answered ", got[i]));
-              return;
-            }
+  c.core->BatchPut(
+      *keys, std::move(bufs), {}, [this, pid, client, keys, buffer, size](std::vector<int> rc) {
+        SimTime start;
+        if (!End(pid, &start)) return;
+        for (size_t i = 0; i < rc.size(); ++i) {
+          if (rc[i] != 0) {
+            Fail(absl::StrCat("invariant 6: after faults healed at ", Ms(heal_at_), ", put(",
+                              (*keys)[i], ") failed with ", rc[i]));
+            return;
           }
-          --probes_left_;
-        });
-  });
+        }
+        std::memset(buffer, 0, keys->size() * size);
+        std::vector<std::vector<BufferRef>> bufs;
+        for (size_t i = 0; i < keys->size(); ++i) bufs.push_back({{buffer + i * size, size}});
+        const uint64_t gid = Begin(client, "probe get");
+        cluster_->client(client).core->BatchGet(
+            *keys, std::move(bufs), [this, gid, keys, buffer, size](std::vector<int64_t> got) {
+              SimTime start;
+              if (!End(gid, &start)) return;
+              for (size_t i = 0; i < got.size(); ++i) {
+                if (got[i] != static_cast<int64_t>(size) ||
+                    Verify((*keys)[i], buffer + i * size, size) >= 0) {
+                  Fail(absl::StrCat("invariant 6: after faults healed at ", Ms(heal_at_), ", get(",
+                                    (*keys)[i], ") answered ", got[i]));
+                  return;
+                }
+              }
+              --probes_left_;
+            });
+      });
 }
 
 void Vopr::CrashHost(int host) {
@@ -516,8 +522,9 @@ void Vopr::ScheduleFaults() {
   const SimTime max_len = 500 * kMillisecond;
   heal_at_ = options_.fault_window + max_len;
   for (int f = 0; f < count; ++f) {
-    const SimTime at = 100 * kMillisecond +
-                       static_cast<SimTime>(rng.Uniform(options_.fault_window - 100 * kMillisecond));
+    const SimTime at =
+        100 * kMillisecond +
+        static_cast<SimTime>(rng.Uniform(options_.fault_window - 100 * kMillisecond));
     const SimTime len = 5 * kMillisecond + static_cast<SimTime>(rng.Uniform(max_len));
     const int host = static_cast<int>(rng.Uniform(cluster_->num_hosts()));
     const std::vector<NicId>& nics = net.host_nics(cluster_->host_id(host));
@@ -576,8 +583,8 @@ void Vopr::ScheduleFaults() {
       case 6: {
         const double p = 0.05 + 0.3 * rng.UniformDouble();
         const SimTime extra = static_cast<SimTime>(rng.Uniform(20 * kMillisecond));
-        what = absl::StrFormat("master link loses %.2f, +%s latency, for %s", p, Ms(extra),
-                               Ms(len));
+        what =
+            absl::StrFormat("master link loses %.2f, +%s latency, for %s", p, Ms(extra), Ms(len));
         sim.ScheduleAt(at, "fault.master_link", [this, p, extra] {
           cluster_->master().SetLoss(p);
           cluster_->master().SetExtraLatency(extra);
@@ -596,7 +603,8 @@ void Vopr::ScheduleFaults() {
         break;
       }
     }
-    if (options_.verbose) MC_LOG(INFO) << "seed " << options_.seed << " fault at " << Ms(at) << ": " << what;
+    if (options_.verbose)
+      MC_LOG(INFO) << "seed " << options_.seed << " fault at " << Ms(at) << ": " << what;
   }
 }
 
@@ -627,8 +635,7 @@ VoprResult Vopr::Run() {
     OnDropped(key, why);
   };
   lease_ns_ = absl::ToInt64Nanoseconds(o.master.default_kv_lease_ttl);
-  segment_gone_bound_ =
-      absl::ToInt64Nanoseconds(o.master.client_ttl) + 2 * o.link.tick_period;
+  segment_gone_bound_ = absl::ToInt64Nanoseconds(o.master.client_ttl) + 2 * o.link.tick_period;
   // Worst case of one operation: a put that waits for another writer (put_wait_timeout) and
   // then runs put-start, the transfer (every RDMA try failing) and put-end, each RPC timing out.
   op_bound_ = 2 * kSecond;
@@ -672,8 +679,7 @@ VoprResult Vopr::Run() {
     probes_left_ = cluster_->num_clients();
     for (int i = 0; i < cluster_->num_clients(); ++i) Probe(i);
     const SimTime probe_start = sim.Now();
-    sim.RunUntil([&] { return !violation_.empty() || probes_left_ == 0; },
-                 probe_start + op_bound_);
+    sim.RunUntil([&] { return !violation_.empty() || probes_left_ == 0; }, probe_start + op_bound_);
     if (violation_.empty() && probes_left_ > 0) {
       Fail(absl::StrCat("invariant 6: ", probes_left_, " probe(s) did not finish within ",
                         Ms(op_bound_), " after faults healed"));
@@ -683,9 +689,9 @@ VoprResult Vopr::Run() {
   if (options_.verbose && cluster_->master().service() != nullptr) {
     const mooncake::MasterMetrics x = cluster_->master().service()->GetMetrics();
     MC_LOG(ERROR) << "master: put_start keys " << x.put_start_keys << " ok " << x.put_start_ok
-                  << " no_space " << x.put_start_no_space << " exists " << x.put_start_already_exists
-                  << " eviction runs " << x.eviction_runs << " evicted " << x.evicted_objects
-                  << MasterState();
+                  << " no_space " << x.put_start_no_space << " exists "
+                  << x.put_start_already_exists << " eviction runs " << x.eviction_runs
+                  << " evicted " << x.evicted_objects << MasterState();
   }
 
   result_.ok = violation_.empty();
@@ -695,8 +701,8 @@ VoprResult Vopr::Run() {
   result_.events = sim.events_executed();
   result_.sim_time = sim.Now();
   result_.bytes_moved = cluster_->bytes_moved();
-  const double line_rate_bytes = cluster_->options().nic.rate_bps / 8.0 *
-                                 cluster_->options().nics * cluster_->num_hosts();
+  const double line_rate_bytes =
+      cluster_->options().nic.rate_bps / 8.0 * cluster_->options().nics * cluster_->num_hosts();
   result_.line_rate_fraction = static_cast<double>(result_.bytes_moved) /
                                (static_cast<double>(result_.sim_time) / 1e9 * line_rate_bytes);
   result_.wall_seconds =
@@ -713,15 +719,14 @@ VoprResult RunVopr(const VoprOptions& options) {
 }
 
 std::string ReplayCommand(const VoprOptions& options) {
-  return absl::StrCat("bazel run //sim:vopr -- --seed=", options.seed,
-                      options.plant_evict_leased ? " --plant_evict_leased" : "",
-                      options.faults ? "" : " --nofaults",
-                      options.max_think != kMillisecond
-                          ? absl::StrCat(" --max_think_us=", options.max_think / kMicrosecond)
-                          : "",
-                      options.object_size != 0
-                          ? absl::StrCat(" --object_kib=", options.object_size >> 10)
-                          : "");
+  return absl::StrCat(
+      "bazel run //sim:vopr -- --seed=", options.seed,
+      options.plant_evict_leased ? " --plant_evict_leased" : "",
+      options.faults ? "" : " --nofaults",
+      options.max_think != kMillisecond
+          ? absl::StrCat(" --max_think_us=", options.max_think / kMicrosecond)
+          : "",
+      options.object_size != 0 ? absl::StrCat(" --object_kib=", options.object_size >> 10) : "");
 }
 
 }  // namespace sim

@@ -24,13 +24,14 @@ ABSL_FLAG(uint64_t, object_kib, 0, "object size in KiB (0 = picked by the seed)"
 
 namespace {
 void Print(const sim::VoprResult& r) {
-  printf("seed %llu: %s; %d faults; %llu ops, %llu keys written, %llu reads verified, "
-         "%llu evicted, %llu key errors; max op %.1f ms; %.2f sim s in %.2f wall s; trace %016llx\n",
-         static_cast<unsigned long long>(r.seed), r.ok ? "ok" : "VIOLATION", r.faults,
-         static_cast<unsigned long long>(r.ops), static_cast<unsigned long long>(r.keys_written),
-         static_cast<unsigned long long>(r.keys_read), static_cast<unsigned long long>(r.evicted),
-         static_cast<unsigned long long>(r.failed_keys), r.max_op_time / 1e6, r.sim_time / 1e9,
-         r.wall_seconds, static_cast<unsigned long long>(r.trace_hash));
+  printf(
+      "seed %llu: %s; %d faults; %llu ops, %llu keys written, %llu reads verified, "
+      "%llu evicted, %llu key errors; max op %.1f ms; %.2f sim s in %.2f wall s; trace %016llx\n",
+      static_cast<unsigned long long>(r.seed), r.ok ? "ok" : "VIOLATION", r.faults,
+      static_cast<unsigned long long>(r.ops), static_cast<unsigned long long>(r.keys_written),
+      static_cast<unsigned long long>(r.keys_read), static_cast<unsigned long long>(r.evicted),
+      static_cast<unsigned long long>(r.failed_keys), r.max_op_time / 1e6, r.sim_time / 1e9,
+      r.wall_seconds, static_cast<unsigned long long>(r.trace_hash));
   if (!r.errors.empty()) {
     printf("  key errors by code:");
     for (const auto& [code, n] : r.errors) {
@@ -86,10 +87,10 @@ int main(int argc, char** argv) {
       if (again.trace_hash != r.trace_hash) return 1;
     }
   }
-  printf("%llu seed(s), 0 violations; %llu ops; %.2f simulated s in %.2f wall s (%.2f simulated "
-         "s per wall s); %.1f MiB moved, %.2f%% of the simulated line rate\n",
-         static_cast<unsigned long long>(count), static_cast<unsigned long long>(ops), sim_s,
-         wall_s, wall_s > 0 ? sim_s / wall_s : 0, bytes / (1 << 20),
-         sim_s > 0 ? 100 * line / sim_s : 0);
+  printf(
+      "%llu seed(s), 0 violations; %llu ops; %.2f simulated s in %.2f wall s (%.2f simulated "
+      "s per wall s); %.1f MiB moved, %.2f%% of the simulated line rate\n",
+      static_cast<unsigned long long>(count), static_cast<unsigned long long>(ops), sim_s, wall_s,
+      wall_s > 0 ? sim_s / wall_s : 0, bytes / (1 << 20), sim_s > 0 ? 100 * line / sim_s : 0);
   return 0;
 }
