@@ -76,11 +76,18 @@ absl::Status StoreCluster::Start() {
 absl::Status StoreCluster::StartClient(Client* c) {
   Simulator& sim = world_.sim();
   const size_t bytes = options_.segment_size + options_.buffer_size;
-  // Fresh memory for every incarnation (address space only until touched).
-  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap of client memory failed");
-  mappings_.emplace_back(mem, bytes);
+  void* mem = nullptr;
+  if (options_.reuse_addresses && c->segment != nullptr) {
+    // The new process maps its segment where the old one was; its pages start zeroed.
+    mem = c->segment;
+    madvise(mem, bytes, MADV_DONTNEED);
+  } else {
+    // Fresh memory for every incarnation (address space only until touched).
+    mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+               -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap of client memory failed");
+    mappings_.emplace_back(mem, bytes);
+  }
   c->segment = static_cast<char*>(mem);
   c->buffer = c->segment + options_.segment_size;
   c->id = {sim.rng().Next64() | 1, sim.rng().Next64()};

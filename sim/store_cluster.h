@@ -42,6 +42,8 @@ struct StoreClusterOptions {
   mooncake::RdmaOptions rdma;  // devices are filled in
   SimDataPathOptions data;
   absl::Duration put_wait_timeout = absl::Milliseconds(500);
+  // A restarted client maps its memory at the addresses its previous incarnation used.
+  bool reuse_addresses = false;
 };
 
 class StoreCluster {

@@ -57,11 +57,12 @@ class StoreClusterTest : public ::testing::Test {
 };
 
 TEST_F(StoreClusterTest, PutThenGetAcrossHostsOverRdma) {
-  ASSERT_EQ(Put(0, "k", 'x', 64 << 10, [] {
-              mooncake::ReplicateConfig c;
-              c.preferred_segments = {"host1:15000"};
-              return c;
-            }()),
+  ASSERT_EQ(Put(0, "k", 'x', 64 << 10,
+                [] {
+                  mooncake::ReplicateConfig c;
+                  c.preferred_segments = {"host1:15000"};
+                  return c;
+                }()),
             0);
   StoreCluster::Client& reader = cluster_->client(0);
   std::memset(reader.buffer, 0, 64 << 10);

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -127,6 +128,7 @@ class Vopr {
   struct CrashedSegment {
     std::string name;
     uint64_t base = 0;
+    mooncake::ClientId owner;
     SimTime crashed_at = 0;
   };
 
@@ -238,10 +240,13 @@ void Vopr::AfterTick() {
   const SimTime now = cluster_->sim().Now();
   // Invariant 3: a crashed host's segments are gone within the bound.
   if (!crashed_.empty()) {
-    std::set<std::pair<std::string, uint64_t>> mounted;
-    for (const auto& s : m->ListSegments()) mounted.emplace(s.segment.name, s.segment.base);
+    std::set<std::tuple<std::string, uint64_t, uint64_t, uint64_t>> mounted;
+    for (const auto& s : m->ListSegments()) {
+      mounted.emplace(s.segment.name, s.segment.base, s.owner.high, s.owner.low);
+    }
     for (const CrashedSegment& c : crashed_) {
-      if (now - c.crashed_at > segment_gone_bound_ && mounted.count({c.name, c.base})) {
+      if (now - c.crashed_at > segment_gone_bound_ &&
+          mounted.count({c.name, c.base, c.owner.high, c.owner.low})) {
         Fail(absl::StrCat("invariant 3: segment ", c.name, " of a host that crashed at ",
                           Ms(c.crashed_at), " is still mounted (bound ", Ms(segment_gone_bound_),
                           ")"));
@@ -483,7 +488,8 @@ void Vopr::CrashHost(int host) {
   for (int i = 0; i < cluster_->num_clients(); ++i) {
     StoreCluster::Client& c = cluster_->client(i);
     if (c.host != host || !c.up()) continue;
-    crashed_.push_back({c.name, reinterpret_cast<uint64_t>(c.segment), cluster_->sim().Now()});
+    crashed_.push_back(
+        {c.name, reinterpret_cast<uint64_t>(c.segment), c.id, cluster_->sim().Now()});
     // Its operations die with it: they will never complete, and must not.
     for (auto it = ops_.begin(); it != ops_.end();) {
       it = it->second.client == i ? ops_.erase(it) : std::next(it);
@@ -630,6 +636,7 @@ VoprResult Vopr::Run() {
   o.master.put_start_discard_timeout = absl::Milliseconds(500);
   o.master.put_start_release_timeout = absl::Milliseconds(1000);
   o.master.eviction_ratio = 0.1;
+  o.reuse_addresses = options_.reuse_addresses;
   o.master.test_only_plant_evict_leased = options_.plant_evict_leased;
   o.master.on_object_dropped = [this](absl::string_view key, mooncake::ObjectDropReason why) {
     OnDropped(key, why);

@@ -35,6 +35,8 @@ struct VoprOptions {
   // Faults are injected in [0, fault_window); each heals by fault_window + max fault length.
   SimTime fault_window = 1000 * kMillisecond;
   bool faults = true;
+  // A restarted host's clients get their old memory addresses back (StoreClusterOptions).
+  bool reuse_addresses = false;
   // Pause between a loop's requests: uniform in [0, max_think].
   SimTime max_think = kMillisecond;
   // Object (page) size; 0 = picked by the seed (2 or 4 KiB).

@@ -18,6 +18,7 @@ ABSL_FLAG(uint64_t, seeds, 1, "number of consecutive seeds to run");
 ABSL_FLAG(bool, faults, true, "inject faults");
 ABSL_FLAG(bool, plant_evict_leased, false, "test-only planted bug: eviction ignores leases");
 ABSL_FLAG(bool, check_replay, true, "replay a failing seed (or a single seed) and compare traces");
+ABSL_FLAG(bool, reuse_addresses, false, "restarted clients map their memory at the old addresses");
 ABSL_FLAG(bool, verbose, false, "log the faults of each seed");
 ABSL_FLAG(int64_t, max_think_us, 1000, "pause between a loop's requests, uniform in [0, this] us");
 ABSL_FLAG(uint64_t, object_kib, 0, "object size in KiB (0 = picked by the seed)");
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
     o.faults = absl::GetFlag(FLAGS_faults);
     o.plant_evict_leased = absl::GetFlag(FLAGS_plant_evict_leased);
     o.verbose = absl::GetFlag(FLAGS_verbose);
+    o.reuse_addresses = absl::GetFlag(FLAGS_reuse_addresses);
     o.max_think = absl::GetFlag(FLAGS_max_think_us) * sim::kMicrosecond;
     o.object_size = absl::GetFlag(FLAGS_object_kib) << 10;
     const sim::VoprResult r = sim::RunVopr(o);

@@ -2,13 +2,14 @@
 // planted bug that the invariants must catch, replays that are identical, and the regression
 // seeds. The seeds run in blocks (one test each) so Bazel's shards share them. MC_VOPR_SEEDS
 // overrides the count (the manual vopr_long_test runs thousands).
+#include "sim/vopr.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "mooncake/common/logging.h"
-#include "sim/vopr.h"
 
 namespace sim {
 namespace {
@@ -49,11 +50,12 @@ TEST_P(VoprSeedsTest, HoldEveryInvariant) {
     EXPECT_GT(r.keys_read, 0u) << "seed " << seed;
     EXPECT_GT(r.keys_written, 0u) << "seed " << seed;
   }
-  printf("seeds %llu..%llu: %llu faults, %llu ops, %llu verified reads; %.1f simulated s in %.1f "
-         "wall s\n",
-         static_cast<unsigned long long>(first), static_cast<unsigned long long>(last),
-         static_cast<unsigned long long>(faults), static_cast<unsigned long long>(ops),
-         static_cast<unsigned long long>(reads), sim_s, wall_s);
+  printf(
+      "seeds %llu..%llu: %llu faults, %llu ops, %llu verified reads; %.1f simulated s in %.1f "
+      "wall s\n",
+      static_cast<unsigned long long>(first), static_cast<unsigned long long>(last),
+      static_cast<unsigned long long>(faults), static_cast<unsigned long long>(ops),
+      static_cast<unsigned long long>(reads), sim_s, wall_s);
 }
 
 INSTANTIATE_TEST_SUITE_P(Blocks, VoprSeedsTest, ::testing::Range(0, kBlocks));
