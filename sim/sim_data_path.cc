@@ -43,6 +43,13 @@ void SimDataPath::Transfer(std::vector<mooncake::DataRequest> requests,
       continue;
     }
     const DirectoryEntry& e = it->second;
+    if (r.instance != 0 && e.descriptor->instance != r.instance) {
+      p->results[i] =
+          MakeError(ErrorCode::INVALID_REPLICA, absl::StrCat("segment ", r.segment,
+                                                             " restarted since the replica "
+                                                             "was placed; its bytes are gone"));
+      continue;
+    }
     if (e.descriptor->FindBuffer(r.remote, r.length) == nullptr) {
       p->results[i] =
           MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("range outside segment ", r.segment));

@@ -91,6 +91,7 @@ absl::Status StoreCluster::StartClient(Client* c) {
   c->segment = static_cast<char*>(mem);
   c->buffer = c->segment + options_.segment_size;
   c->id = {sim.rng().Next64() | 1, sim.rng().Next64()};
+  c->instance = sim.rng().Next64() | 1;  // what a new TransferEngine would publish
   ++c->incarnation;
   c->alive = std::make_shared<bool>(true);
   const HostId host = host_ids_[c->host];
@@ -113,6 +114,7 @@ absl::Status StoreCluster::StartClient(Client* c) {
   }
   auto desc = std::make_shared<mooncake::SegmentDescriptor>();
   desc->name = c->name;
+  desc->instance = c->instance;
   c->transport->FillDescriptor(desc.get());
   directory_[c->name] = DirectoryEntry{host, desc};
 
@@ -122,7 +124,7 @@ absl::Status StoreCluster::StartClient(Client* c) {
                                           alive, options_.data);
   mooncake::StoreCoreOptions core;
   core.client_id = c->id;
-  core.segment = {c->name, seg_addr, options_.segment_size};
+  core.segment = {c->name, seg_addr, options_.segment_size, c->instance};
   core.master = c->rpc.get();
   core.data = c->data.get();
   core.clock = world_.clock();

@@ -55,6 +55,7 @@ class StoreCluster {
     std::string name;  // segment name, stable across restarts
     mooncake::ClientId id;
     uint64_t incarnation = 0;
+    uint64_t instance = 0;  // published in the descriptor and mounted with the segment
     char* segment = nullptr;
     char* buffer = nullptr;
     std::shared_ptr<bool> alive;  // null while the host is down

@@ -86,10 +86,12 @@ struct Shape {
   bool mla = false;  // MLA: one key per page shared by every rank (concurrent writers)
   int replicas = 1;
   uint64_t object_size = 8 << 10;
-  double reuse = 0.6;  // probability a request continues a known prefix chain
+  double reuse = 0.6;            // probability a request continues a known prefix chain
+  bool reuse_addresses = false;  // restarted clients map their memory where it was
   std::string Describe() const {
     return absl::StrCat(hosts, " hosts x ", ranks, " ranks, ", nics, " NICs, ", mla ? "MLA" : "MHA",
-                        ", ", replicas, " replica(s), ", object_size >> 10, " KiB objects");
+                        ", ", replicas, " replica(s), ", object_size >> 10, " KiB objects",
+                        reuse_addresses ? ", restarts reuse addresses" : "");
   }
 };
 
@@ -103,6 +105,7 @@ Shape PickShape(mooncake::Rng& rng) {
   s.replicas = rng.Bernoulli(0.2) ? 2 : 1;
   s.object_size = rng.Bernoulli(0.5) ? (4 << 10) : (2 << 10);
   s.reuse = 0.4 + 0.5 * rng.UniformDouble();
+  s.reuse_addresses = rng.Bernoulli(0.5);
   return s;
 }
 
@@ -636,7 +639,7 @@ VoprResult Vopr::Run() {
   o.master.put_start_discard_timeout = absl::Milliseconds(500);
   o.master.put_start_release_timeout = absl::Milliseconds(1000);
   o.master.eviction_ratio = 0.1;
-  o.reuse_addresses = options_.reuse_addresses;
+  o.reuse_addresses = shape_.reuse_addresses || options_.reuse_addresses;
   o.master.test_only_plant_evict_leased = options_.plant_evict_leased;
   o.master.on_object_dropped = [this](absl::string_view key, mooncake::ObjectDropReason why) {
     OnDropped(key, why);
@@ -729,7 +732,7 @@ std::string ReplayCommand(const VoprOptions& options) {
   return absl::StrCat(
       "bazel run //sim:vopr -- --seed=", options.seed,
       options.plant_evict_leased ? " --plant_evict_leased" : "",
-      options.faults ? "" : " --nofaults",
+      options.reuse_addresses ? " --reuse_addresses" : "", options.faults ? "" : " --nofaults",
       options.max_think != kMillisecond
           ? absl::StrCat(" --max_think_us=", options.max_think / kMicrosecond)
           : "",

@@ -35,7 +35,8 @@ struct VoprOptions {
   // Faults are injected in [0, fault_window); each heals by fault_window + max fault length.
   SimTime fault_window = 1000 * kMillisecond;
   bool faults = true;
-  // A restarted host's clients get their old memory addresses back (StoreClusterOptions).
+  // Every restarted client gets its old memory addresses back (StoreClusterOptions); without
+  // this, half the seeds do.
   bool reuse_addresses = false;
   // Pause between a loop's requests: uniform in [0, max_think].
   SimTime max_think = kMillisecond;

@@ -84,6 +84,23 @@ TEST_F(VoprTest, PlantedEvictionOfLeasedObjectsIsCaught) {
   EXPECT_TRUE(RunVopr(clean).ok) << "seed " << caught_at << " fails without the plant too";
 }
 
+// Seeds that found product bugs, with restarted clients mapping their memory at the old
+// addresses:
+//   15, 102: a reader holding a replica list from before a restart read the new, zeroed memory
+//            (fixed: replicas carry the segment's instance; the data path refuses other ones);
+//   121:     an RDMA slice submitted before its peer restarted was retried against the new
+//            process with its fresh rkeys, overwriting another object (fixed: a slice is never
+//            reposted to a later instance of its peer).
+TEST_F(VoprTest, RegressionSeeds) {
+  for (uint64_t seed : {15, 102, 121}) {
+    VoprOptions o;
+    o.seed = seed;
+    o.reuse_addresses = true;
+    const VoprResult r = RunVopr(o);
+    EXPECT_TRUE(r.ok) << r.violation << "\n  replay: " << ReplayCommand(o);
+  }
+}
+
 TEST_F(VoprTest, ReplayGivesTheIdenticalTrace) {
   for (uint64_t seed : {3, 17}) {
     VoprOptions o;

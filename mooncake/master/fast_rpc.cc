@@ -110,6 +110,7 @@ void WriteObjects(const std::vector<ObjectReplicas>& objects, Writer& w) {
       w.Str(r.segment_name);
       w.U64(r.address);
       w.U64(r.size);
+      w.U64(r.segment_instance);
     }
   }
 }
@@ -120,12 +121,13 @@ bool ReadObjects(Reader& r, std::vector<ObjectReplicas>* out) {
   for (ObjectReplicas& o : *out) {
     o.error = ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR);
     o.size = r.U64();
-    uint32_t m = r.Count(20);
+    uint32_t m = r.Count(28);  // name length + address + size + instance
     o.replicas.resize(m);
     for (ReplicaDesc& d : o.replicas) {
       d.segment_name = std::string(r.Str());
       d.address = r.U64();
       d.size = r.U64();
+      d.segment_instance = r.U64();
     }
     if (!r.ok()) return false;
   }

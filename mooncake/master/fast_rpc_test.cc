@@ -42,13 +42,14 @@ TEST_F(FastRpcTest, HeartbeatAdvertisesThePortAndHotCallsGiveTheSameAnswers) {
   auto hb = client_->Heartbeat(me);
   ASSERT_TRUE(hb.ok());
   EXPECT_EQ(hb->fast_rpc_port, server_->fast_rpc_port());
-  ASSERT_TRUE(client_->MountSegment(me, {"seg", 1 << 20, 64 << 20}).ok());
+  ASSERT_TRUE(client_->MountSegment(me, {"seg", 1 << 20, 64 << 20, /*instance=*/0xabcdef}).ok());
   std::vector<std::string> keys = {"a", "b", ""};
   auto started = client_->BatchPutStart(keys, {4096, 8192, 1}, ReplicateConfig());
   ASSERT_TRUE(started.ok()) << started.status();
   EXPECT_EQ((*started)[0].error, ErrorCode::OK);
   ASSERT_EQ((*started)[1].replicas.size(), 1u);
   EXPECT_EQ((*started)[1].replicas[0].segment_name, "seg");
+  EXPECT_EQ((*started)[1].replicas[0].segment_instance, 0xabcdefu);
   EXPECT_EQ((*started)[2].error, ErrorCode::INVALID_KEY);
   auto ended = client_->BatchPutEnd({"a", "b"});
   ASSERT_TRUE(ended.ok());

@@ -100,7 +100,7 @@ class MasterClientContractTest : public ::testing::TestWithParam<Transport> {
 
 TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
   MasterClient& m = *client_;
-  ASSERT_TRUE(m.MountSegment(kClient, {"127.0.0.1:17000", kBase, 64 * kMiB}).ok());
+  ASSERT_TRUE(m.MountSegment(kClient, {"127.0.0.1:17000", kBase, 64 * kMiB, 0x5eed}).ok());
   const std::vector<std::string> keys = {"a", "b", "c"};
   const std::vector<uint64_t> sizes = {kMiB, 2 * kMiB, 3 * kMiB};
   ReplicateConfig config;
@@ -112,6 +112,7 @@ TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
     EXPECT_EQ((*started)[i].size, sizes[i]);
     ASSERT_EQ((*started)[i].replicas.size(), 1u);
     EXPECT_EQ((*started)[i].replicas[0].segment_name, "127.0.0.1:17000");
+    EXPECT_EQ((*started)[i].replicas[0].segment_instance, 0x5eedu);
     EXPECT_GE((*started)[i].replicas[0].address, kBase);
   }
   EXPECT_THAT(*m.BatchExistKey({"a", "b", "c", "d"}),
@@ -147,7 +148,7 @@ TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
   auto segments = m.ListSegments();
   ASSERT_TRUE(segments.ok());
   ASSERT_EQ(segments->size(), 1u);
-  EXPECT_EQ((*segments)[0].segment, (SegmentDesc{"127.0.0.1:17000", kBase, 64 * kMiB}));
+  EXPECT_EQ((*segments)[0].segment, (SegmentDesc{"127.0.0.1:17000", kBase, 64 * kMiB, 0x5eed}));
   EXPECT_EQ((*segments)[0].owner, kClient);
   EXPECT_EQ((*segments)[0].allocated, 0u);
 

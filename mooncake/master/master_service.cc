@@ -470,7 +470,8 @@ absl::StatusOr<ReplicaListResult> MasterService::BatchGetReplicaList(
       for (uint32_t j = ref_begin[i]; j < ref_begin[i + 1]; ++j) {
         auto it = segments_.find(refs[j].segment_id);
         if (it == segments_.end() || it->second->unmounting) continue;
-        o.replicas.push_back(ReplicaDesc{it->second->desc.name, refs[j].address, o.size});
+        o.replicas.push_back(
+            ReplicaDesc{it->second->desc.name, refs[j].address, o.size, it->second->desc.instance});
       }
       if (o.replicas.empty()) {
         o.error = ErrorCode::OBJECT_NOT_FOUND;
@@ -560,8 +561,8 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
           o.size = sizes[i];
           o.replicas.reserve(allocated.size());
           for (const AllocatedReplica& a : allocated) {
-            o.replicas.push_back(
-                ReplicaDesc{segments_.at(a.segment_id)->desc.name, a.address, sizes[i]});
+            o.replicas.push_back(ReplicaDesc{segments_.at(a.segment_id)->desc.name, a.address,
+                                             sizes[i], segments_.at(a.segment_id)->desc.instance});
           }
           ++ok;
           break;

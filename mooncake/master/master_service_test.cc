@@ -141,6 +141,22 @@ TEST_F(MasterServiceTest, PutStartIsInvisibleUntilPutEnd) {
   ExpectInvariants();
 }
 
+// Replicas name the process that mounted their segment, so a reader can refuse a replica of an
+// earlier incarnation of the same segment name (restarted at the same addresses).
+TEST_F(MasterServiceTest, ReplicasCarryTheirSegmentsInstance) {
+  ASSERT_TRUE(master_->MountSegment(kClientA, {"host-a:1", kBaseA, 64 * kMiB, 77}).ok());
+  ASSERT_EQ(Put("k", kMiB), ErrorCode::OK);
+  ASSERT_EQ(Get("k").replicas.size(), 1u);
+  EXPECT_EQ(Get("k").replicas[0].segment_instance, 77u);
+  // The restarted process mounts the same name and base with another instance: the old object
+  // is gone and new ones carry the new instance.
+  ASSERT_TRUE(master_->MountSegment(kClientB, {"host-a:1", kBaseA, 64 * kMiB, 78}).ok());
+  EXPECT_EQ(Exist("k"), ErrorCode::OBJECT_NOT_FOUND);
+  ASSERT_EQ(Put("k2", kMiB), ErrorCode::OK);
+  EXPECT_EQ(Get("k2").replicas[0].segment_instance, 78u);
+  ExpectInvariants();
+}
+
 TEST_F(MasterServiceTest, ObjectsAreImmutable) {
   Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);
   ASSERT_EQ(Put("k", 1 * kMiB), ErrorCode::OK);

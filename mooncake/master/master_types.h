@@ -43,25 +43,31 @@ struct ClientId {
 
 // SegmentDesc is a range [base, base + size) of a client's registered memory, published by the
 // transfer engine under segment `name`. A mounted segment is identified by (name, base).
+// `instance` names the publishing process (TransferEngine::instance(); 0 = unknown): a process
+// restarted under the same name, even at the same addresses, has another, so a replica of the old
+// incarnation is never read from the new one's memory.
 struct SegmentDesc {
   std::string name;
   uint64_t base = 0;
   uint64_t size = 0;
+  uint64_t instance = 0;
 
   friend bool operator==(const SegmentDesc& a, const SegmentDesc& b) {
-    return a.name == b.name && a.base == b.base && a.size == b.size;
+    return a.name == b.name && a.base == b.base && a.size == b.size && a.instance == b.instance;
   }
 };
 
 // ReplicaDesc is one complete copy of an object: `size` bytes at absolute `address` in segment
-// `segment_name`.
+// `segment_name`, as mounted by the process `segment_instance` (see SegmentDesc).
 struct ReplicaDesc {
   std::string segment_name;
   uint64_t address = 0;
   uint64_t size = 0;
+  uint64_t segment_instance = 0;
 
   friend bool operator==(const ReplicaDesc& a, const ReplicaDesc& b) {
-    return a.segment_name == b.segment_name && a.address == b.address && a.size == b.size;
+    return a.segment_name == b.segment_name && a.address == b.address && a.size == b.size &&
+           a.segment_instance == b.segment_instance;
   }
 };
 

@@ -20,20 +20,22 @@ void ToProto(const SegmentDesc& in, proto::Segment* out) {
   out->set_name(in.name);
   out->set_base(in.base);
   out->set_size(in.size);
+  out->set_instance(in.instance);
 }
 
 SegmentDesc FromProto(const proto::Segment& in) {
-  return SegmentDesc{in.name(), in.base(), in.size()};
+  return SegmentDesc{in.name(), in.base(), in.size(), in.instance()};
 }
 
 void ToProto(const ReplicaDesc& in, proto::Replica* out) {
   out->set_segment_name(in.segment_name);
   out->set_address(in.address);
   out->set_size(in.size);
+  out->set_segment_instance(in.segment_instance);
 }
 
 ReplicaDesc FromProto(const proto::Replica& in) {
-  return ReplicaDesc{in.segment_name(), in.address(), in.size()};
+  return ReplicaDesc{in.segment_name(), in.address(), in.size(), in.segment_instance()};
 }
 
 void ToProto(const ReplicateConfig& in, proto::ReplicateConfig* out) {

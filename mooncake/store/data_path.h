@@ -25,6 +25,7 @@ struct DataRequest {
   std::string segment;  // the replica's segment name
   uint64_t remote = 0;
   uint64_t length = 0;
+  uint64_t instance = 0;  // the segment's process the replica belongs to; 0 = unchecked
 };
 
 class DataPath {

@@ -36,7 +36,7 @@ void EngineDataPath::Transfer(std::vector<DataRequest> requests,
       continue;
     }
     reqs.push_back({r.write ? TransferRequest::Opcode::kWrite : TransferRequest::Opcode::kRead,
-                    r.local, *last_id, r.remote, r.length});
+                    r.local, *last_id, r.remote, r.length, r.instance});
     index.push_back(i);
   }
   if (!reqs.empty()) {

@@ -91,7 +91,7 @@ absl::Status StoreClient::Setup() {
     }
     segment_memory_ = *mem;
     segment_ = {engine_->segment_name(), reinterpret_cast<uint64_t>(segment_memory_),
-                config.global_segment_size};
+                config.global_segment_size, engine_->instance()};
   }
   StoreCoreOptions core;
   core.client_id = client_id_;

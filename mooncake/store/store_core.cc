@@ -20,14 +20,17 @@ uint64_t TotalSize(const std::vector<BufferRef>& parts) {
   return total;
 }
 
-// Appends requests that move `size` bytes between the parts (in order) and [remote, remote+size).
-void AddScatterRequests(bool write, const std::vector<BufferRef>& parts, const std::string& segment,
-                        uint64_t remote, uint64_t size, std::vector<DataRequest>* out) {
+// Appends requests that move `size` bytes between the parts (in order) and the replica.
+void AddScatterRequests(bool write, const std::vector<BufferRef>& parts, const ReplicaDesc& replica,
+                        uint64_t size, std::vector<DataRequest>* out) {
   uint64_t off = 0;
   for (const BufferRef& b : parts) {
     if (off >= size) break;
     uint64_t n = std::min(b.size, size - off);
-    if (n > 0) out->push_back({write, b.ptr, segment, remote + off, n});
+    if (n > 0) {
+      out->push_back(
+          {write, b.ptr, replica.segment_name, replica.address + off, n, replica.segment_instance});
+    }
     off += n;
   }
 }
@@ -311,7 +314,7 @@ void StoreCore::PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
     writing->push_back(i);
     const size_t first = reqs.size();
     for (const ReplicaDesc& r : obj.replicas) {
-      AddScatterRequests(true, op->buffers[i], r.segment_name, r.address, op->sizes[i], &reqs);
+      AddScatterRequests(true, op->buffers[i], r, op->sizes[i], &reqs);
     }
     ranges->emplace_back(first, reqs.size());
   }
@@ -461,7 +464,7 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
           }
           reading->push_back(i);
           const size_t first = reqs.size();
-          AddScatterRequests(false, buffers[i], best->segment_name, best->address, obj.size, &reqs);
+          AddScatterRequests(false, buffers[i], *best, obj.size, &reqs);
           ranges->emplace_back(first, reqs.size());
           (*out)[i] = static_cast<int64_t>(obj.size);
         }

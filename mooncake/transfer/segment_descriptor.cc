@@ -41,6 +41,7 @@ std::string SegmentDescriptorToJson(const SegmentDescriptor& desc) {
   j["shm_socket"] = desc.shm_socket;
   j["tcp_host"] = desc.tcp_host;
   j["tcp_port"] = desc.tcp_port;
+  j["instance"] = desc.instance;
   return j.dump();
 }
 
@@ -88,6 +89,7 @@ absl::StatusOr<SegmentDescriptor> ParseSegmentDescriptor(absl::string_view text)
     d.shm_socket = j.value("shm_socket", std::string());
     d.tcp_host = j.value("tcp_host", std::string());
     d.tcp_port = j.value("tcp_port", 0);
+    d.instance = j.value("instance", uint64_t{0});
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("malformed segment descriptor: ", e.what()));
   }

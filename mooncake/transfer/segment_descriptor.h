@@ -45,6 +45,9 @@ struct SegmentDescriptor {
   std::string shm_socket;  // abstract unix socket that hands out memfds, "" if none
   std::string tcp_host;
   int tcp_port = 0;
+  // The publishing process, random per TransferEngine (0 = unknown): tells a restarted process
+  // apart from its previous incarnation under the same name.
+  uint64_t instance = 0;
 
   // FindBuffer returns the buffer wholly containing [addr, addr + length), or nullptr.
   const BufferDesc* FindBuffer(uint64_t addr, uint64_t length) const;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <random>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -148,7 +149,22 @@ absl::StatusOr<std::unique_ptr<TransferEngine>> TransferEngine::Create(
   return engine;
 }
 
-TransferEngine::TransferEngine(TransferEngineOptions options) : options_(std::move(options)) {}
+namespace {
+uint64_t NewInstance() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return v == 0 ? 1 : v;
+}
+
+absl::Status WrongIncarnation(const std::string& segment) {
+  return MakeError(ErrorCode::INVALID_REPLICA,
+                   absl::StrCat("segment ", segment,
+                                " restarted since the replica was placed; its bytes are gone"));
+}
+}  // namespace
+
+TransferEngine::TransferEngine(TransferEngineOptions options)
+    : options_(std::move(options)), instance_(NewInstance()) {}
 
 absl::Status TransferEngine::Init() {
   int port = 0;
@@ -253,6 +269,7 @@ std::string TransferEngine::DescriptorJson() const {
   d.shm_socket = shm_exporter_ ? shm_exporter_->name() : "";
   d.tcp_host = host_;
   d.tcp_port = rpc_port_;
+  d.instance = instance_;
   if (rdma_ != nullptr) {
     // One buffer per MR chunk, with rkeys; mark the ones same-host peers can map.
     rdma_->FillDescriptor(&d);
@@ -531,6 +548,10 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
     }
     absl::MutexLock lock(&seg->mu);
     if (seg->route == Route::kLocal) {
+      if (r.segment_instance != 0 && r.segment_instance != instance_) {
+        batch->Finish(i, WrongIncarnation(seg->name));
+        continue;
+      }
       char* remote = reinterpret_cast<char*>(r.remote_addr);
       copies.push_back({i, is_write ? remote : local, is_write ? local : remote, r.length,
                         /*check_remote=*/true});
@@ -550,8 +571,9 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
       SetupRoutes(seg.get());
     }
     const bool shm_changed = seg->shm != nullptr && seg->shm->Generation() != seg->shm_generation;
+    const bool other_instance = r.segment_instance != 0 && seg->desc.instance != r.segment_instance;
     const BufferDesc* remote = seg->desc.FindBuffer(r.remote_addr, r.length);
-    if ((remote == nullptr || shm_changed) && !refreshed.count(seg.get())) {
+    if ((remote == nullptr || shm_changed || other_instance) && !refreshed.count(seg.get())) {
       // The peer registered or freed memory since we read its descriptor: read it again (once per
       // batch and segment) before deciding.
       refreshed.insert(seg.get());
@@ -561,6 +583,10 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
         SetupRoutes(seg.get());
         remote = seg->desc.FindBuffer(r.remote_addr, r.length);
       }
+    }
+    if (r.segment_instance != 0 && seg->desc.instance != r.segment_instance) {
+      batch->Finish(i, WrongIncarnation(seg->name));
+      continue;
     }
     if (remote == nullptr) {
       batch->Finish(i, MakeError(ErrorCode::INVALID_PARAMS,

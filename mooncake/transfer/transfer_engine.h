@@ -91,6 +91,9 @@ class TransferEngine {
   // segment_name is "host:port", what peers pass to OpenSegment.
   const std::string& segment_name() const { return segment_name_; }
   int rpc_port() const { return rpc_port_; }
+  // instance is random per engine (never 0) and published in the descriptor: a process restarted
+  // under the same segment name has another one.
+  uint64_t instance() const { return instance_; }
 
   // RegisterLocalMemory records [addr, addr + length) for transfers; it does not touch the pages.
   absl::Status RegisterLocalMemory(void* addr, uint64_t length,
@@ -157,6 +160,7 @@ class TransferEngine {
   std::string host_;
   std::string segment_name_;
   int rpc_port_ = 0;
+  const uint64_t instance_;
   MemoryRegistry registry_;
   std::unique_ptr<metadata::MetadataClient> metadata_;
   std::unique_ptr<TcpDataServer> tcp_server_;

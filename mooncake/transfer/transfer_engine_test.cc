@@ -139,6 +139,20 @@ TEST_P(EngineRouteTest, BadAddressesGetClearErrorsAndWriteNothing) {
 INSTANTIATE_TEST_SUITE_P(Routes, EngineRouteTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Shm" : "Tcp"; });
 
+// A replica placed while the segment belonged to an earlier process (another instance) is refused
+// with INVALID_REPLICA, and nothing is written: the memory now holds other objects.
+TEST_P(EngineRouteTest, ReplicaOfAnotherIncarnationIsRefusedAndWritesNothing) {
+  std::vector<char> before(remote_, remote_ + 4096);
+  auto st =
+      client_->Transfer({{Op::kWrite, local_.data(), seg_, R(0), 4096, server_->instance() + 1}});
+  EXPECT_EQ(ToErrorCode(st[0]), ErrorCode::INVALID_REPLICA) << st[0];
+  EXPECT_EQ(std::vector<char>(remote_, remote_ + 4096), before);
+  st = client_->Transfer({{Op::kWrite, local_.data(), seg_, R(0), 4096, server_->instance()}});
+  ASSERT_TRUE(st[0].ok()) << st[0];
+  EXPECT_EQ(0, memcmp(remote_, local_.data(), 4096));
+  EXPECT_NE(client_->instance(), server_->instance());
+}
+
 TEST(TransferEngineTest, SameEngineUsesMemcpyAndChecksRanges) {
   auto e = NewEngine();
   std::vector<char> a(1 << 20), b(1 << 20, 0);
@@ -155,6 +169,9 @@ TEST(TransferEngineTest, SameEngineUsesMemcpyAndChecksRanges) {
   st = e->Transfer(
       {{Op::kWrite, a.data(), *seg, reinterpret_cast<uint64_t>(b.data()) + 1, b.size()}});
   EXPECT_EQ(ToErrorCode(st[0]), ErrorCode::INVALID_PARAMS);
+  st = e->Transfer(
+      {{Op::kRead, a.data(), *seg, reinterpret_cast<uint64_t>(b.data()), 64, e->instance() ^ 1}});
+  EXPECT_EQ(ToErrorCode(st[0]), ErrorCode::INVALID_REPLICA);
 }
 
 TEST(TransferEngineTest, OwnerValidatesAgainstItsLiveRegistrations) {

@@ -18,6 +18,9 @@ struct TransferRequest {
   SegmentId segment = 0;     // from OpenSegment
   uint64_t remote_addr = 0;  // absolute address inside one of the segment's registered buffers
   uint64_t length = 0;
+  // If not 0, the segment's process must be this one (SegmentDescriptor::instance): a replica
+  // placed in an earlier incarnation fails with INVALID_REPLICA instead of reading new memory.
+  uint64_t segment_instance = 0;
 };
 
 }  // namespace mooncake

@@ -166,6 +166,9 @@ struct RdmaTransport::Slice {
   uint64_t remote = 0;
   uint64_t length = 0;
   Peer* peer = nullptr;
+  // The peer process the slice was submitted for (SegmentDescriptor::instance; 0 = unknown). A
+  // retry never goes to a later incarnation of the peer: its memory holds other objects now.
+  uint64_t instance = 0;
   Rail* rail = nullptr;
   size_t qp = 0;
   int attempts = 0;
@@ -441,7 +444,7 @@ absl::StatusOr<RdmaTransport::Peer*> RdmaTransport::GetPeerLocked(
       for (size_t i = 0; same_nics && i < desc->devices.size(); ++i) {
         same_nics = p->desc->devices[i].name == desc->devices[i].name;
       }
-      p->desc = desc;  // newer rkeys; in-flight slices keep the rkeys they were posted with
+      p->desc = desc;  // newer rkeys; a slice of an earlier peer instance is never reposted
       if (same_nics) return p;
       bool busy = false;
       for (auto& r : p->rails) busy |= r->total_outstanding > 0 || r->connecting;
@@ -572,6 +575,7 @@ void RdmaTransport::Submit(const std::shared_ptr<TransferBatch>& batch, size_t r
     s.remote = remote_addr + off;
     s.length = n;
     s.peer = *p;
+    s.instance = peer->instance;
     (*p)->waiting.push_back(slot);
   }
 }
@@ -736,6 +740,14 @@ RdmaTransport::PostResult RdmaTransport::TryPostLocked(Peer* peer, uint32_t slot
     }
     if (chosen == q) continue;
     Slice& s = slots_[slot];  // re-read: ConnectLocked may have let slots_ grow
+    if (s.instance != 0 && s.peer->desc->instance != s.instance) {
+      // The peer restarted (same name, maybe the same addresses) after the slice was submitted:
+      // writing or reading the new process's memory would touch some other object.
+      FinishLocked(slot, MakeError(ErrorCode::INVALID_REPLICA,
+                                   absl::StrCat("rdma: segment ", s.peer->name,
+                                                " restarted since the transfer was submitted")));
+      return PostResult::kFinished;
+    }
     const BufferDesc* remote = s.peer->desc->FindBuffer(s.remote, s.length);
     const ibv_mr* mr = LocalMrLocked(s.local, s.length, rail->local_device, nullptr);
     if (remote == nullptr || mr == nullptr ||
