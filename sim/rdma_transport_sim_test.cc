@@ -76,3 +76,29 @@ TEST(MemoryChunkingTest, RegistrationsAreSplitBelowTheMrLimitAndTransfersSpanChu
 
 }  // namespace
 }  // namespace sim
+
+namespace sim {
+namespace {
+
+// The rail handshake carries the sender's process instance, so a peer can tell it reached a later
+// incarnation than the descriptor it holds; malformed handshakes are errors, not crashes.
+TEST(EndpointInfoTest, RoundTripsThroughJsonWithItsInstance) {
+  mooncake::EndpointInfo info;
+  info.segment = "host0:15000";
+  info.local_nic = "erdma_0";
+  info.peer_nic = "erdma_1";
+  info.lid = 7;
+  info.psn = 42;
+  info.qp_nums = {100, 101};
+  info.instance = 0x1234567890abcdefULL;
+  auto back = mooncake::ParseEndpointInfo(mooncake::EndpointInfoToJson(info));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->segment, info.segment);
+  EXPECT_EQ(back->qp_nums, info.qp_nums);
+  EXPECT_EQ(back->instance, info.instance);
+  EXPECT_FALSE(mooncake::ParseEndpointInfo("{\"segment\": 3}").ok());
+  EXPECT_FALSE(mooncake::ParseEndpointInfo("not json").ok());
+}
+
+}  // namespace
+}  // namespace sim

@@ -269,6 +269,7 @@ void SimVerbs::OnHostCrashed() {
   mr_by_lkey_.clear();
   mr_by_rkey_.clear();
   live_mrs_ = 0;
+  if (fabric_->options().reuse_keys_after_restart) next_key_index_ = 1;
   for (auto& [id, cq] : cqs_) {
     cq->entries.clear();
     cq->callback = nullptr;
@@ -453,7 +454,7 @@ absl::StatusOr<ibv_mr*> SimVerbs::RegMr(ibv_pd* pd, void* addr, size_t length, i
   const uint32_t index = next_key_index_++;
   MC_CHECK(index < (1u << 19)) << "simulated key space exhausted";
   // Keys: <index, lkey/rkey bit> in the high 20 bits, the host in the low 12 bits: unique across
-  // the whole simulated cluster, never reused.
+  // the whole simulated cluster, never reused (unless reuse_keys_after_restart).
   const uint32_t host_tag = static_cast<uint32_t>(host_ + 1) & 0xfff;
   auto m = std::make_unique<SimMr>();
   m->id = next_object_id_++;

@@ -82,6 +82,9 @@ struct SimVerbsOptions {
   // copy_data = false skips the memcpy of payloads (timing only), for bandwidth benchmarks whose
   // bytes are not checked. Everything else (checks, timing, completions) is unchanged.
   bool copy_data = true;
+  // A restarted host numbers its memory keys from the start again, as a real NIC may reuse the
+  // key indices of a dead process: a stale rkey can then name a new process's region.
+  bool reuse_keys_after_restart = false;
 };
 
 // SimVerbsStats counts what one host's SimVerbs did.

@@ -31,6 +31,7 @@ WorldOptions MakeWorldOptions(const StoreClusterOptions& o) {
   WorldOptions w;
   w.seed = o.seed;
   w.verbs.copy_data = true;
+  w.verbs.reuse_keys_after_restart = o.reuse_addresses;
   return w;
 }
 }  // namespace
@@ -97,6 +98,7 @@ absl::Status StoreCluster::StartClient(Client* c) {
   const HostId host = host_ids_[c->host];
 
   mooncake::RdmaOptions rdma = options_.rdma;
+  rdma.instance = c->instance;
   rdma.devices.clear();
   for (int n = 0; n < options_.nics; ++n) rdma.devices.push_back(absl::StrCat("erdma_", n));
   c->transport = std::make_unique<mooncake::RdmaTransport>(world_.verbs(host), world_.clock(),

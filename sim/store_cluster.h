@@ -42,7 +42,8 @@ struct StoreClusterOptions {
   mooncake::RdmaOptions rdma;  // devices are filled in
   SimDataPathOptions data;
   absl::Duration put_wait_timeout = absl::Milliseconds(500);
-  // A restarted client maps its memory at the addresses its previous incarnation used.
+  // A restarted client maps its memory at the addresses its previous incarnation used, and its
+  // NICs hand out the same memory keys again (SimVerbsOptions::reuse_keys_after_restart).
   bool reuse_addresses = false;
 };
 

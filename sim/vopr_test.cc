@@ -90,9 +90,12 @@ TEST_F(VoprTest, PlantedEvictionOfLeasedObjectsIsCaught) {
 //            (fixed: replicas carry the segment's instance; the data path refuses other ones);
 //   121:     an RDMA slice submitted before its peer restarted was retried against the new
 //            process with its fresh rkeys, overwriting another object (fixed: a slice is never
-//            reposted to a later instance of its peer).
+//            reposted to a later instance of its peer);
+//   45:      with the restarted NIC handing out the old memory keys again, a slice posted with a
+//            stale descriptor reached the new process over a fresh connection (fixed: the rail
+//            handshake carries the peer's instance; a mismatch fails the slice).
 TEST_F(VoprTest, RegressionSeeds) {
-  for (uint64_t seed : {15, 102, 121}) {
+  for (uint64_t seed : {15, 45, 102, 121}) {
     VoprOptions o;
     o.seed = seed;
     o.reuse_addresses = true;

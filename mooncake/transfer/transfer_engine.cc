@@ -197,6 +197,7 @@ absl::Status TransferEngine::Init() {
       verbs = owned_verbs_.get();
     }
     RdmaOptions rdma = options_.rdma;
+    rdma.instance = instance_;
     if (!options_.rdma_devices.empty()) rdma.devices = options_.rdma_devices;
     handshake_ = std::make_unique<Handshake>(this);
     rdma_ = std::make_unique<RdmaTransport>(verbs, RealClock::Get(), handshake_.get(),

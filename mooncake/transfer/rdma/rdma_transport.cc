@@ -81,7 +81,7 @@ std::string EndpointInfoToJson(const EndpointInfo& info) {
   return Json{{"segment", info.segment},   {"local_nic", info.local_nic},
               {"peer_nic", info.peer_nic}, {"gid", GidToString(info.gid)},
               {"lid", info.lid},           {"psn", info.psn},
-              {"qp_nums", info.qp_nums}}
+              {"qp_nums", info.qp_nums},   {"instance", info.instance}}
       .dump();
 }
 
@@ -101,6 +101,7 @@ absl::StatusOr<EndpointInfo> ParseEndpointInfo(absl::string_view text) {
     info.lid = j.at("lid").get<uint16_t>();
     info.psn = j.at("psn").get<uint32_t>();
     info.qp_nums = j.at("qp_nums").get<std::vector<uint32_t>>();
+    info.instance = j.value("instance", uint64_t{0});
   } catch (const Json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("malformed endpoint info: ", e.what()));
   }
@@ -421,6 +422,7 @@ absl::StatusOr<EndpointInfo> RdmaTransport::Accept(const EndpointInfo& remote) {
   mine.gid = dev->gid;
   mine.lid = dev->lid;
   mine.psn = next_psn_++;
+  mine.instance = options_.instance;
   for (ibv_qp* qp : *qps) mine.qp_nums.push_back(qp->qp_num);
   absl::Status s = ConnectQps(dev, *qps, remote, mine.psn);
   if (!s.ok()) {
@@ -605,6 +607,7 @@ absl::Status RdmaTransport::ConnectLocked(Rail* rail) {
   mine.gid = dev->gid;
   mine.lid = dev->lid;
   mine.psn = next_psn_++;
+  mine.instance = options_.instance;
   for (ibv_qp* qp : *qps) mine.qp_nums.push_back(qp->qp_num);
   Peer* peer = nullptr;
   for (auto& [name, p] : peers_) {
@@ -620,7 +623,16 @@ absl::Status RdmaTransport::ConnectLocked(Rail* rail) {
   absl::StatusOr<EndpointInfo> theirs = handshake_->Exchange(peer_name, mine);
   mu_.Lock();
   rail->connecting = false;
-  absl::Status s = theirs.ok() ? ConnectQps(dev, *qps, *theirs, mine.psn) : theirs.status();
+  absl::Status s = theirs.ok() ? absl::OkStatus() : theirs.status();
+  if (s.ok() && peer != nullptr && theirs->instance != 0 && peer->desc->instance != 0 &&
+      theirs->instance != peer->desc->instance) {
+    // The peer restarted since we read its descriptor: its keys and memory are not the ones we
+    // hold. Slices for the old process must fail, never reach the new one.
+    s = MakeError(
+        ErrorCode::INVALID_REPLICA,
+        absl::StrCat("rdma: segment ", peer_name, " restarted since its descriptor was read"));
+  }
+  if (s.ok()) s = ConnectQps(dev, *qps, *theirs, mine.psn);
   if (!s.ok()) {
     for (ibv_qp* q : *qps) verbs_->DestroyQp(q).IgnoreError();
     return s;
@@ -721,6 +733,10 @@ RdmaTransport::PostResult RdmaTransport::TryPostLocked(Peer* peer, uint32_t slot
     if (dev->outstanding >= options_.cq_entries) continue;
     if (!rail->connected) {
       absl::Status c = ConnectLocked(rail);
+      if (ToErrorCode(c) == ErrorCode::INVALID_REPLICA) {
+        FinishLocked(slot, c);  // the rail is fine; this slice's peer process is gone
+        return PostResult::kFinished;
+      }
       if (!c.ok()) {
         MC_LOG(WARNING) << "rdma: cannot connect " << dev->name << " -> " << peer->name << ":"
                         << rail->remote_nic << ": " << c;

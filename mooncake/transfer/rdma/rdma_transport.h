@@ -53,6 +53,9 @@ struct RdmaOptions {
   uint8_t retry_cnt = 7;
   uint8_t port = 1;
   int gid_index = 0;
+  // This process's instance (SegmentDescriptor::instance), sent in every handshake so a peer can
+  // tell it connected to a later incarnation than the descriptor it holds. 0 = unknown.
+  uint64_t instance = 0;
 };
 
 // EndpointInfo is what the two sides of a rail exchange to connect their QPs.
@@ -64,6 +67,7 @@ struct EndpointInfo {
   uint16_t lid = 0;
   uint32_t psn = 0;
   std::vector<uint32_t> qp_nums;
+  uint64_t instance = 0;  // the sender's process (RdmaOptions::instance); 0 = unknown
 };
 
 std::string EndpointInfoToJson(const EndpointInfo& info);
