@@ -35,14 +35,25 @@ void AddScatterRequests(bool write, const std::vector<BufferRef>& parts, const R
   }
 }
 
-// The non-empty keys (for the master) and their positions; empty keys keep INVALID_KEY.
-void NonEmptyKeys(const std::vector<std::string>& keys, std::vector<std::string>* valid,
+// The non-empty keys (for the master) and their positions; empty keys keep INVALID_KEY. The
+// usual batch has none, and is moved rather than copied.
+void NonEmptyKeys(std::vector<std::string>* keys, std::vector<std::string>* valid,
                   std::vector<size_t>* index) {
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].empty()) continue;
-    valid->push_back(keys[i]);
-    index->push_back(i);
+  index->reserve(keys->size());
+  bool any_empty = false;
+  for (size_t i = 0; i < keys->size(); ++i) {
+    if ((*keys)[i].empty()) {
+      any_empty = true;
+    } else {
+      index->push_back(i);
+    }
   }
+  if (!any_empty) {
+    *valid = std::move(*keys);
+    return;
+  }
+  valid->reserve(index->size());
+  for (size_t i : *index) valid->push_back(std::move((*keys)[i]));
 }
 
 // The first failure among results [first, last), or OK.
@@ -142,7 +153,7 @@ void StoreCore::BatchIsExist(std::vector<std::string> keys,
   auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
   auto valid = std::make_shared<std::vector<std::string>>();
   auto index = std::make_shared<std::vector<size_t>>();
-  NonEmptyKeys(keys, valid.get(), index.get());
+  NonEmptyKeys(&keys, valid.get(), index.get());
   if (valid->empty()) {
     done(std::move(*out));
     return;
@@ -171,7 +182,7 @@ void StoreCore::BatchRemove(std::vector<std::string> keys, bool force,
   auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
   auto valid = std::make_shared<std::vector<std::string>>();
   auto index = std::make_shared<std::vector<size_t>>();
-  NonEmptyKeys(keys, valid.get(), index.get());
+  NonEmptyKeys(&keys, valid.get(), index.get());
   if (valid->empty()) {
     done(std::move(*out));
     return;
@@ -415,7 +426,7 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
     if (keys[i].empty()) {
       (*out)[i] = Code(ErrorCode::INVALID_KEY);
     } else {
-      query->push_back(keys[i]);
+      query->push_back(std::move(keys[i]));
       index->push_back(i);
     }
   }
