@@ -105,6 +105,7 @@ void WriteObjects(const std::vector<ObjectReplicas>& objects, Writer& w) {
   for (const ObjectReplicas& o : objects) {
     w.I32(static_cast<int32_t>(o.error));
     w.U64(o.size);
+    w.U64(o.put_id);
     w.U32(static_cast<uint32_t>(o.replicas.size()));
     for (const ReplicaDesc& r : o.replicas) {
       w.Str(r.segment_name);
@@ -116,11 +117,12 @@ void WriteObjects(const std::vector<ObjectReplicas>& objects, Writer& w) {
 }
 
 bool ReadObjects(Reader& r, std::vector<ObjectReplicas>* out) {
-  uint32_t n = r.Count(16);
+  uint32_t n = r.Count(24);  // code + size + put id + replica count
   out->resize(n);
   for (ObjectReplicas& o : *out) {
     o.error = ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR);
     o.size = r.U64();
+    o.put_id = r.U64();
     uint32_t m = r.Count(28);  // name length + address + size + instance
     o.replicas.resize(m);
     for (ReplicaDesc& d : o.replicas) {
@@ -163,11 +165,15 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
       *reply = Reply(service->BatchExistKey(keys), WriteCodes);
       return true;
     case FastRpcOp::kPutEnd:
-      *reply = Reply(service->BatchPutEnd(keys), WriteCodes);
+    case FastRpcOp::kPutRevoke: {
+      std::vector<uint64_t> put_ids(r.Count(8));
+      for (uint64_t& id : put_ids) id = r.U64();
+      if (!r.ok()) return false;
+      *reply = static_cast<FastRpcOp>(op) == FastRpcOp::kPutEnd
+                   ? Reply(service->BatchPutEnd(keys, put_ids), WriteCodes)
+                   : Reply(service->BatchPutRevoke(keys, put_ids), WriteCodes);
       return true;
-    case FastRpcOp::kPutRevoke:
-      *reply = Reply(service->BatchPutRevoke(keys), WriteCodes);
-      return true;
+    }
     case FastRpcOp::kGetReplicaList:
       *reply =
           Reply(service->BatchGetReplicaList(keys), [](const ReplicaListResult& res, Writer& w) {
@@ -288,9 +294,14 @@ absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string&
 }
 
 absl::StatusOr<std::vector<ErrorCode>> FastRpcClient::Codes(FastRpcOp op,
-                                                            absl::Span<const std::string> keys) {
+                                                            absl::Span<const std::string> keys,
+                                                            absl::Span<const uint64_t> put_ids) {
   Writer w;
   WriteKeys(keys, w);
+  if (op == FastRpcOp::kPutEnd || op == FastRpcOp::kPutRevoke) {
+    w.U32(static_cast<uint32_t>(put_ids.size()));
+    for (uint64_t id : put_ids) w.U64(id);
+  }
   absl::StatusOr<std::string> reply = Call(op, w.buf());
   if (!reply.ok()) return reply.status();
   Reader r(*reply);

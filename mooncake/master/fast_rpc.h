@@ -63,7 +63,10 @@ class FastRpcClient {
   FastRpcClient(std::string host, int port, absl::Duration timeout);
   ~FastRpcClient();
 
-  absl::StatusOr<std::vector<ErrorCode>> Codes(FastRpcOp op, absl::Span<const std::string> keys);
+  // Codes runs a per-key call that answers one code per key; put_ids (put-end, put-revoke) may be
+  // empty.
+  absl::StatusOr<std::vector<ErrorCode>> Codes(FastRpcOp op, absl::Span<const std::string> keys,
+                                               absl::Span<const uint64_t> put_ids = {});
   absl::StatusOr<ReplicaListResult> GetReplicaList(absl::Span<const std::string> keys);
   absl::StatusOr<std::vector<ObjectReplicas>> PutStart(absl::Span<const std::string> keys,
                                                        absl::Span<const uint64_t> sizes,

@@ -51,7 +51,14 @@ TEST_F(FastRpcTest, HeartbeatAdvertisesThePortAndHotCallsGiveTheSameAnswers) {
   EXPECT_EQ((*started)[1].replicas[0].segment_name, "seg");
   EXPECT_EQ((*started)[1].replicas[0].segment_instance, 0xabcdefu);
   EXPECT_EQ((*started)[2].error, ErrorCode::INVALID_KEY);
-  auto ended = client_->BatchPutEnd({"a", "b"});
+  // Put ids travel both ways: a wrong one ends nothing, the right ones end the puts.
+  const uint64_t id_a = (*started)[0].put_id, id_b = (*started)[1].put_id;
+  EXPECT_NE(id_a, 0u);
+  EXPECT_NE(id_a, id_b);
+  auto wrong = client_->BatchPutEnd({"a"}, {id_a + 1000});
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_EQ(*wrong, std::vector<ErrorCode>{ErrorCode::OBJECT_NOT_FOUND});
+  auto ended = client_->BatchPutEnd({"a", "b"}, {id_a, id_b});
   ASSERT_TRUE(ended.ok());
   EXPECT_EQ(*ended, (std::vector<ErrorCode>{ErrorCode::OK, ErrorCode::OK}));
   auto exist = client_->BatchExistKey({"a", "missing"});
@@ -62,7 +69,7 @@ TEST_F(FastRpcTest, HeartbeatAdvertisesThePortAndHotCallsGiveTheSameAnswers) {
   EXPECT_EQ(list->objects[0].size, 8192u);
   EXPECT_EQ(list->objects[0].replicas[0].address, (*started)[1].replicas[0].address);
   EXPECT_GT(list->lease_ttl, absl::ZeroDuration());
-  EXPECT_EQ(server_->service()->GetMetrics().put_end_keys, 2u);
+  EXPECT_EQ(server_->service()->GetMetrics().put_end_keys, 3u);
   // A batch the master rejects as a whole comes back as that error, not as a transport failure.
   std::vector<std::string> too_many(kMaxBatchKeys + 1, "k");
   EXPECT_EQ(ToErrorCode(client_->BatchExistKey(too_many).status()), ErrorCode::INVALID_PARAMS);

@@ -199,10 +199,11 @@ absl::StatusOr<std::vector<ObjectReplicas>> GrpcMasterClient::BatchPutStart(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutEnd(
-    absl::Span<const std::string> keys) {
-  MC_TRY_FAST(Codes(FastRpcOp::kPutEnd, keys));
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) {
+  MC_TRY_FAST(Codes(FastRpcOp::kPutEnd, keys, put_ids));
   proto::BatchKeysRequest req;
   AddKeys(keys, &req);
+  req.mutable_put_ids()->Add(put_ids.begin(), put_ids.end());
   proto::BatchKeysResponse resp;
   grpc::ClientContext context;
   Prepare(&context);
@@ -211,10 +212,11 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutEnd(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutRevoke(
-    absl::Span<const std::string> keys) {
-  MC_TRY_FAST(Codes(FastRpcOp::kPutRevoke, keys));
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) {
+  MC_TRY_FAST(Codes(FastRpcOp::kPutRevoke, keys, put_ids));
   proto::BatchKeysRequest req;
   AddKeys(keys, &req);
+  req.mutable_put_ids()->Add(put_ids.begin(), put_ids.end());
   proto::BatchKeysResponse resp;
   grpc::ClientContext context;
   Prepare(&context);

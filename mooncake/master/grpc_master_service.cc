@@ -72,13 +72,19 @@ grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
 grpc::Status GrpcMasterService::BatchPutEnd(grpc::ServerContext*,
                                             const proto::BatchKeysRequest* req,
                                             proto::BatchKeysResponse* resp) {
-  return Codes(service_->BatchPutEnd(Views(req->keys())), resp);
+  return Codes(
+      service_->BatchPutEnd(Views(req->keys()),
+                            absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size())),
+      resp);
 }
 
 grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext*,
                                                const proto::BatchKeysRequest* req,
                                                proto::BatchKeysResponse* resp) {
-  return Codes(service_->BatchPutRevoke(Views(req->keys())), resp);
+  return Codes(
+      service_->BatchPutRevoke(Views(req->keys()),
+                               absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size())),
+      resp);
 }
 
 grpc::Status GrpcMasterService::BatchRemove(grpc::ServerContext*,

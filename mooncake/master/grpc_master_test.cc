@@ -118,8 +118,12 @@ TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
   EXPECT_THAT(*m.BatchExistKey({"a", "b", "c", "d"}),
               ElementsAre(ErrorCode::OBJECT_NOT_FOUND, ErrorCode::OBJECT_NOT_FOUND,
                           ErrorCode::OBJECT_NOT_FOUND, ErrorCode::OBJECT_NOT_FOUND));
-  EXPECT_THAT(*m.BatchPutEnd({"a", "b"}), ElementsAre(ErrorCode::OK, ErrorCode::OK));
-  EXPECT_THAT(*m.BatchPutRevoke({"c", "zz"}),
+  // A revoke naming another put of the key frees nothing.
+  EXPECT_THAT(*m.BatchPutRevoke({"c"}, {(*started)[2].put_id + 1}),
+              ElementsAre(ErrorCode::OBJECT_NOT_FOUND));
+  EXPECT_THAT(*m.BatchPutEnd({"a", "b"}, {(*started)[0].put_id, (*started)[1].put_id}),
+              ElementsAre(ErrorCode::OK, ErrorCode::OK));
+  EXPECT_THAT(*m.BatchPutRevoke({"c", "zz"}, {}),
               ElementsAre(ErrorCode::OK, ErrorCode::OBJECT_NOT_FOUND));
   EXPECT_THAT(*m.BatchExistKey({"a", "b", "c"}),
               ElementsAre(ErrorCode::OK, ErrorCode::OK, ErrorCode::OBJECT_NOT_FOUND));

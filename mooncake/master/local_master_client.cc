@@ -29,13 +29,13 @@ absl::StatusOr<std::vector<ObjectReplicas>> LocalMasterClient::BatchPutStart(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchPutEnd(
-    absl::Span<const std::string> keys) {
-  return service_->BatchPutEnd(Views(keys));
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) {
+  return service_->BatchPutEnd(Views(keys), put_ids);
 }
 
 absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchPutRevoke(
-    absl::Span<const std::string> keys) {
-  return service_->BatchPutRevoke(Views(keys));
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) {
+  return service_->BatchPutRevoke(Views(keys), put_ids);
 }
 
 absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchRemove(

@@ -134,7 +134,7 @@ void Throughput(int threads, double seconds) {
       for (uint64_t i = 0; i < kReadKeys; i += 256) {
         absl::Span<const std::string> batch(&read_keys[t][i], 256);
         (void)clients[t]->BatchPutStart(batch, absl::MakeConstSpan(sizes).subspan(0, 256), {});
-        (void)clients[t]->BatchPutEnd(batch);
+        (void)clients[t]->BatchPutEnd(batch, {});
       }
     }
 
@@ -161,7 +161,7 @@ void Throughput(int threads, double seconds) {
         keys.reserve(batch);
         for (int i = 0; i < batch; ++i) keys.push_back("p" + Key(t, first + i));
         auto started = clients[t]->BatchPutStart(keys, sizes, {});
-        auto ended = clients[t]->BatchPutEnd(keys);
+        auto ended = clients[t]->BatchPutEnd(keys, {});
         return started.ok() && ended.ok() ? 2 * batch : 0;
       });
       // Two RPCs per step.
@@ -204,7 +204,7 @@ void Memory(int objects) {
       for (int i = 0; i < 256; ++i) keys.push_back(Key(7, done + i));
       views.assign(keys.begin(), keys.end());
       auto started = service.BatchPutStart(views, sizes, {});
-      (void)service.BatchPutEnd(views);
+      (void)service.BatchPutEnd(views, {});
       for (const std::string& k : keys) key_bytes += k.size();
       if (!started.ok() || (*started)[0].error != ErrorCode::OK) {
         std::fprintf(stderr, "put failed at %d\n", done);

@@ -45,13 +45,14 @@ class MasterClient {
       absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
       const ReplicateConfig& config) = 0;
 
-  // BatchPutEnd: PROCESSING -> COMPLETE.
+  // BatchPutEnd: PROCESSING -> COMPLETE. `put_ids`: empty, or per key the put_id from
+  // BatchPutStart, so only that put is ended (see MasterService::BatchPutEnd).
   virtual absl::StatusOr<std::vector<ErrorCode>> BatchPutEnd(
-      absl::Span<const std::string> keys) = 0;
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) = 0;
 
-  // BatchPutRevoke: frees PROCESSING objects.
+  // BatchPutRevoke: frees PROCESSING objects (with `put_ids`, only those puts).
   virtual absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(
-      absl::Span<const std::string> keys) = 0;
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) = 0;
 
   // BatchRemove: OBJECT_HAS_LEASE unless `force`.
   virtual absl::StatusOr<std::vector<ErrorCode>> BatchRemove(absl::Span<const std::string> keys,

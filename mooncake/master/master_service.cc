@@ -20,7 +20,7 @@ struct MasterService::ReplicaRef {
 };
 
 // ObjectRecord is one object, allocated as a single block with its key bytes trailing the struct
-// (48 bytes + key). The shard's hash set holds only the pointer. Replica 0 is inline; replicas
+// (56 bytes + key). The shard's hash set holds only the pointer. Replica 0 is inline; replicas
 // 1..num_replicas-1 live in `more`. Every replica is `size` bytes.
 struct MasterService::ObjectRecord {
   static constexpr uint8_t kComplete = 1;
@@ -28,6 +28,8 @@ struct MasterService::ObjectRecord {
   static constexpr uint8_t kHardPin = 4;
 
   uint64_t size;
+  // Which PutStart created it (ObjectReplicas::put_id).
+  uint64_t put_id;
   // Read lease end; 0 if never leased. A lease only ever extends.
   int64_t lease_expiry_ns;
   // While PROCESSING: when the put started. Then: the last put-end or lease grant (eviction order).
@@ -53,6 +55,7 @@ struct MasterService::ObjectRecord {
     void* mem = ::operator new(sizeof(ObjectRecord) + key.size());
     auto* r = new (mem) ObjectRecord();
     r->size = size;
+    r->put_id = 0;
     r->lease_expiry_ns = 0;
     r->last_use_ns = now_ns;
     r->key_len = static_cast<uint16_t>(key.size());
@@ -223,9 +226,11 @@ MasterService::MasterService(const MasterServiceOptions& options, Clock* clock)
       shards_(new Shard[kNumShards]),
       rng_(options.seed),
       counters_(new Counters) {
-  static_assert(sizeof(void*) != 8 || sizeof(ObjectRecord) <= 48,
+  static_assert(sizeof(void*) != 8 || sizeof(ObjectRecord) <= 56,
                 "ObjectRecord grew; it dominates the master's memory per object");
   MC_CHECK(clock_ != nullptr);
+  // Never 0 (0 means "no put id"); distinct across restarts of the master.
+  next_put_id_ = (Rng(options_.seed ^ static_cast<uint64_t>(clock_->NowNanos())).Next64() >> 1) | 1;
   const absl::Status valid = ValidateMasterServiceOptions(options_);
   MC_CHECK(valid.ok()) << valid;
 }
@@ -389,7 +394,7 @@ std::vector<ErrorCode> MasterService::ForEachKey(absl::Span<const absl::string_v
     Shard& shard = ShardFor(key);
     absl::MutexLock lock(&shard.mu);
     auto it = shard.objects.find(key);
-    if (it != shard.objects.end()) out[i] = fn(shard, it);
+    if (it != shard.objects.end()) out[i] = fn(shard, it, i);
   }
   return out;
 }
@@ -400,7 +405,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchExistKey(
   const int64_t now = NowNanos();
   const int64_t lease_end = now + LeaseTtlNanos();
   uint64_t hits = 0;
-  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard&, auto it) {
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard&, auto it, size_t) {
     ObjectRecord* r = *it;
     if (!r->complete()) return ErrorCode::OBJECT_NOT_FOUND;
     if (unmounts_in_progress_.load() != 0) {
@@ -555,10 +560,12 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
         absl::MutexLock seg_lock(&seg_mu_);
         if (AllocateReplicas(sizes[i], config, &allocated)) {
           ObjectRecord* r = ObjectRecord::New(key, sizes[i], flags, now, allocated);
+          r->put_id = next_put_id_.fetch_add(1);
           shard.objects.insert(r);
           ++shard.num_processing;
           o.error = ErrorCode::OK;
           o.size = sizes[i];
+          o.put_id = r->put_id;
           o.replicas.reserve(allocated.size());
           for (const AllocatedReplica& a : allocated) {
             o.replicas.push_back(ReplicaDesc{segments_.at(a.segment_id)->desc.name, a.address,
@@ -587,12 +594,25 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
   return out;
 }
 
+namespace {
+absl::Status CheckPutIds(size_t keys, absl::Span<const uint64_t> put_ids) {
+  if (!put_ids.empty() && put_ids.size() != keys) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrCat(put_ids.size(), " put ids for ", keys, " keys"));
+  }
+  return CheckBatchSize(keys);
+}
+}  // namespace
+
 absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
-    absl::Span<const absl::string_view> keys) {
-  if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
+    absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> put_ids) {
+  if (absl::Status s = CheckPutIds(keys.size(), put_ids); !s.ok()) return s;
   const int64_t now = NowNanos();
-  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it) {
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it, size_t i) {
     ObjectRecord* r = *it;
+    if (!put_ids.empty() && r->put_id != put_ids[i]) {
+      return r->complete() ? ErrorCode::OBJECT_ALREADY_EXISTS : ErrorCode::OBJECT_NOT_FOUND;
+    }
     if (!r->complete()) {
       r->flags |= ObjectRecord::kComplete;
       r->last_use_ns = now;
@@ -605,11 +625,12 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutRevoke(
-    absl::Span<const absl::string_view> keys) {
-  if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
+    absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> put_ids) {
+  if (absl::Status s = CheckPutIds(keys.size(), put_ids); !s.ok()) return s;
   std::vector<ObjectRecord*> victims;
-  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it) {
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it, size_t i) {
     ObjectRecord* r = *it;
+    if (!put_ids.empty() && r->put_id != put_ids[i]) return ErrorCode::OBJECT_NOT_FOUND;
     if (r->complete()) return ErrorCode::INVALID_WRITE;
     shard.objects.erase(it);
     --shard.num_processing;
@@ -627,7 +648,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchRemove(
   const int64_t now = NowNanos();
   std::vector<ObjectRecord*> victims;
   uint64_t removed = 0;
-  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it) {
+  std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it, size_t) {
     ObjectRecord* r = *it;
     if (!r->complete()) return ErrorCode::REPLICA_IS_NOT_READY;
     if (!force && r->lease_expiry_ns > now) return ErrorCode::OBJECT_HAS_LEASE;

@@ -169,11 +169,17 @@ class MasterService {
       const ReplicateConfig& config);
 
   // BatchPutEnd makes PROCESSING objects COMPLETE (OK again if already COMPLETE), OBJECT_NOT_FOUND
-  // otherwise.
-  absl::StatusOr<std::vector<ErrorCode>> BatchPutEnd(absl::Span<const absl::string_view> keys);
+  // otherwise. `put_ids` is empty or has, per key, the put_id PutStart returned: then a key held
+  // by another put (this one was dropped meanwhile) is OBJECT_NOT_FOUND while that put is in
+  // flight and OBJECT_ALREADY_EXISTS once it completed, and is left alone.
+  absl::StatusOr<std::vector<ErrorCode>> BatchPutEnd(absl::Span<const absl::string_view> keys,
+                                                     absl::Span<const uint64_t> put_ids = {});
 
   // BatchPutRevoke frees PROCESSING objects; INVALID_WRITE for a COMPLETE one, OBJECT_NOT_FOUND.
-  absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(absl::Span<const absl::string_view> keys);
+  // With `put_ids`, another put of the key is OBJECT_NOT_FOUND and is never freed (its writer may
+  // still be writing into its space).
+  absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(absl::Span<const absl::string_view> keys,
+                                                        absl::Span<const uint64_t> put_ids = {});
 
   // BatchRemove removes COMPLETE objects: OBJECT_HAS_LEASE while leased unless `force`,
   // REPLICA_IS_NOT_READY while PROCESSING (revoke those), OBJECT_NOT_FOUND.
@@ -244,8 +250,8 @@ class MasterService {
 
   Shard& ShardFor(absl::string_view key) const;
   // ForEachKey is the loop of the per-key calls: INVALID_KEY for a malformed key,
-  // OBJECT_NOT_FOUND for a missing one, otherwise what fn(shard, it) returns, where `it` points
-  // at the key's record and fn runs under the key's shard lock.
+  // OBJECT_NOT_FOUND for a missing one, otherwise what fn(shard, it, i) returns, where `it` points
+  // at the key's record, `i` is the key's index and fn runs under the key's shard lock.
   template <typename Fn>
   std::vector<ErrorCode> ForEachKey(absl::Span<const absl::string_view> keys, Fn fn);
   int64_t NowNanos() const { return clock_->NowNanos(); }
@@ -330,6 +336,10 @@ class MasterService {
   // meanwhile (the generation moved).
   absl::Mutex eviction_mu_;
   std::atomic<uint64_t> eviction_generation_{0};
+
+  // Put ids start at a value derived from the seed and the start time, so ids of a restarted
+  // master do not repeat the previous one's.
+  std::atomic<uint64_t> next_put_id_{0};
 
   int64_t last_discard_scan_ns_ ABSL_GUARDED_BY(admin_mu_) = 0;
 

@@ -141,6 +141,33 @@ TEST_F(MasterServiceTest, PutStartIsInvisibleUntilPutEnd) {
   ExpectInvariants();
 }
 
+// A put is ended or revoked only by its own put id: after the master dropped a writer's put (its
+// segment died, or it was abandoned), that writer's late put-end or revoke must not touch another
+// writer's put of the same key, whose space may still be being written.
+TEST_F(MasterServiceTest, PutEndAndRevokeActOnlyOnTheirOwnPut) {
+  Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);
+  std::vector<ObjectReplicas> first = PutStart({"k"}, kMiB);
+  ASSERT_EQ(first[0].error, ErrorCode::OK);
+  ASSERT_EQ(Revoke("k"), ErrorCode::OK);  // the first put is gone (as if dropped)
+  std::vector<ObjectReplicas> second = PutStart({"k"}, kMiB);
+  ASSERT_EQ(second[0].error, ErrorCode::OK);
+  ASSERT_NE(first[0].put_id, second[0].put_id);
+  const Snapshot snap = Snap();
+  EXPECT_THAT(*master_->BatchPutRevoke(Views({"k"}), {first[0].put_id}),
+              Each(ErrorCode::OBJECT_NOT_FOUND));
+  EXPECT_THAT(*master_->BatchPutEnd(Views({"k"}), {first[0].put_id}),
+              Each(ErrorCode::OBJECT_NOT_FOUND));
+  EXPECT_EQ(Snap(), snap);
+  EXPECT_EQ(Exist("k"), ErrorCode::OBJECT_NOT_FOUND);  // still the second writer's, in flight
+  EXPECT_THAT(*master_->BatchPutEnd(Views({"k"}), {second[0].put_id}), Each(ErrorCode::OK));
+  // Once complete, the stale writer's put-end learns the object exists.
+  EXPECT_THAT(*master_->BatchPutEnd(Views({"k"}), {first[0].put_id}),
+              Each(ErrorCode::OBJECT_ALREADY_EXISTS));
+  EXPECT_EQ(ToErrorCode(master_->BatchPutEnd(Views({"k", "j"}), {1}).status()),
+            ErrorCode::INVALID_PARAMS);
+  ExpectInvariants();
+}
+
 // Replicas name the process that mounted their segment, so a reader can refuse a replica of an
 // earlier incarnation of the same segment name (restarted at the same addresses).
 TEST_F(MasterServiceTest, ReplicasCarryTheirSegmentsInstance) {

@@ -89,6 +89,9 @@ struct ObjectReplicas {
   ErrorCode error = ErrorCode::OK;
   uint64_t size = 0;
   std::vector<ReplicaDesc> replicas;
+  // From PutStart: names this put, so PutEnd / PutRevoke act on it and never on a later put of
+  // the same key (after the master dropped this one). 0 elsewhere.
+  uint64_t put_id = 0;
 };
 
 // ReplicaListResult answers BatchGetReplicaList: per-key results and the read lease they carry.

@@ -192,7 +192,7 @@ TEST(MooncakeMasterTest, ServesGrpcAndHttpAndStopsOnSigterm) {
   auto started = client->BatchPutStart(keys, sizes, ReplicateConfig{});
   ASSERT_TRUE(started.ok()) << started.status();
   for (const ObjectReplicas& o : *started) ASSERT_EQ(o.error, ErrorCode::OK);
-  ASSERT_TRUE(client->BatchPutEnd(keys).ok());
+  ASSERT_TRUE(client->BatchPutEnd(keys, {}).ok());
   auto exist = client->BatchExistKey(keys);
   ASSERT_TRUE(exist.ok());
   EXPECT_EQ(std::count(exist->begin(), exist->end(), ErrorCode::OK), 256);
@@ -239,7 +239,7 @@ TEST(MooncakeMasterTest, KilledAndRestartedMasterAsksClientsToRemount) {
     client = Connect(ports.grpc);
     ASSERT_TRUE(client->MountSegment(kClient, {"127.0.0.1:17002", kBase, 64 * kMiB}).ok());
     ASSERT_TRUE(client->BatchPutStart({"before"}, {kMiB}, ReplicateConfig{}).ok());
-    ASSERT_TRUE(client->BatchPutEnd({"before"}).ok());
+    ASSERT_TRUE(client->BatchPutEnd({"before"}, {}).ok());
     EXPECT_FALSE(client->Heartbeat(kClient)->need_remount);
     master.Signal(SIGKILL);
     EXPECT_EQ(master.Wait(), 128 + SIGKILL);
@@ -283,7 +283,7 @@ TEST(MooncakeMasterTest, SilentClientIsUnmounted) {
   auto client = Connect(ports.grpc);
   ASSERT_TRUE(client->MountSegment(kClient, {"127.0.0.1:17003", kBase, 64 * kMiB}).ok());
   ASSERT_TRUE(client->BatchPutStart({"k"}, {kMiB}, ReplicateConfig{}).ok());
-  ASSERT_TRUE(client->BatchPutEnd({"k"}).ok());
+  ASSERT_TRUE(client->BatchPutEnd({"k"}, {}).ok());
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (!client->ListSegments()->empty() && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(50));

@@ -58,6 +58,7 @@ void ToProto(const ObjectReplicas& in, proto::ObjectReplicas* out) {
   out->set_error_code(ErrorCodeToWire(in.error));
   if (in.error != ErrorCode::OK) return;
   out->set_size(in.size);
+  out->set_put_id(in.put_id);
   out->mutable_replicas()->Reserve(static_cast<int>(in.replicas.size()));
   for (const ReplicaDesc& r : in.replicas) ToProto(r, out->add_replicas());
 }
@@ -67,6 +68,7 @@ ObjectReplicas FromProto(const proto::ObjectReplicas& in) {
   out.error = ErrorCodeFromWire(in.error_code());
   if (out.error != ErrorCode::OK) return out;
   out.size = in.size();
+  out.put_id = in.put_id();
   out.replicas.reserve(in.replicas_size());
   for (const proto::Replica& r : in.replicas()) out.replicas.push_back(FromProto(r));
   return out;

@@ -237,8 +237,9 @@ struct StoreCore::PutOp {
   ReplicateConfig config;
   std::vector<int> out;
   std::function<void(std::vector<int>)> done;
-  std::vector<size_t> todo;     // keys for the next put-start
-  std::vector<size_t> waiting;  // keys another writer holds (REPLICA_IS_NOT_READY)
+  std::vector<size_t> todo;       // keys for the next put-start
+  std::vector<size_t> waiting;    // keys another writer holds (REPLICA_IS_NOT_READY)
+  std::vector<uint64_t> put_ids;  // per key, from the latest put-start that allocated it
   int64_t wait_deadline_ns = 0;
   absl::Duration wait_interval;
 };
@@ -252,6 +253,7 @@ void StoreCore::BatchPut(std::vector<std::string> keys, std::vector<std::vector<
   auto op = std::make_shared<PutOp>();
   op->out.assign(keys.size(), 0);
   op->sizes.resize(keys.size());
+  op->put_ids.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     op->sizes[i] = TotalSize(buffers[i]);
     if (keys[i].empty()) {
@@ -323,6 +325,7 @@ void StoreCore::PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
       continue;
     }
     writing->push_back(i);
+    op->put_ids[i] = obj.put_id;
     const size_t first = reqs.size();
     for (const ReplicaDesc& r : obj.replicas) {
       AddScatterRequests(true, op->buffers[i], r, op->sizes[i], &reqs);
@@ -353,11 +356,17 @@ void StoreCore::PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
 void StoreCore::PutFinish(std::shared_ptr<PutOp> op, std::vector<size_t> written,
                           std::vector<size_t> failed) {
   if (!failed.empty()) {
-    // Every write has finished (DataPath contract), so the space may be handed out again.
+    // Every write has finished (DataPath contract), so the space may be handed out again. The
+    // put ids make sure only our puts are revoked: if the master dropped one meanwhile, the key
+    // may belong to another writer's put by now.
     auto revoke = std::make_shared<std::vector<std::string>>();
-    for (size_t i : failed) revoke->push_back(op->keys[i]);
+    auto revoke_ids = std::make_shared<std::vector<uint64_t>>();
+    for (size_t i : failed) {
+      revoke->push_back(op->keys[i]);
+      revoke_ids->push_back(op->put_ids[i]);
+    }
     CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
-        [revoke](MasterClient& m) { return m.BatchPutRevoke(*revoke); },
+        [revoke, revoke_ids](MasterClient& m) { return m.BatchPutRevoke(*revoke, *revoke_ids); },
         [](absl::StatusOr<std::vector<ErrorCode>> r) {
           if (!r.ok()) MC_LOG(WARNING) << "put revoke failed: " << r.status();
         });
@@ -367,14 +376,20 @@ void StoreCore::PutFinish(std::shared_ptr<PutOp> op, std::vector<size_t> written
     return;
   }
   auto end = std::make_shared<std::vector<std::string>>();
-  for (size_t i : written) end->push_back(op->keys[i]);
+  auto end_ids = std::make_shared<std::vector<uint64_t>>();
+  for (size_t i : written) {
+    end->push_back(op->keys[i]);
+    end_ids->push_back(op->put_ids[i]);
+  }
   CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
-      [end](MasterClient& m) { return m.BatchPutEnd(*end); },
+      [end, end_ids](MasterClient& m) { return m.BatchPutEnd(*end, *end_ids); },
       [this, op, written = std::move(written)](absl::StatusOr<std::vector<ErrorCode>> ended) {
         for (size_t k = 0; k < written.size(); ++k) {
           const size_t i = written[k];
           if (!ended.ok()) {
             op->out[i] = Code(ended.status());
+          } else if ((*ended)[k] == ErrorCode::OBJECT_ALREADY_EXISTS) {
+            op->out[i] = 0;  // our put was dropped, but another writer completed the object
           } else if ((*ended)[k] != ErrorCode::OK) {
             op->out[i] = Code((*ended)[k]);
           }
