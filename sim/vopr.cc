@@ -124,7 +124,6 @@ class Vopr {
   };
   struct Op {
     int client = 0;
-    uint64_t incarnation = 0;
     SimTime start = 0;
     std::string what;
   };
@@ -156,6 +155,22 @@ class Vopr {
   }
   KeyState& Key(const std::string& key) { return keys_[key]; }
   SimTime DroppedAt(const KeyState& k) const { return std::max(k.dropped, master_restart_at_); }
+  // A read that started at `start` found the key: the master leased it no earlier than that,
+  // unless the key was dropped meanwhile (then the lease was the dropped object's).
+  void RecordLease(KeyState& k, SimTime start) {
+    if (DroppedAt(k) < start) k.lease_floor = std::max(k.lease_floor, start);
+  }
+  // Invariant 2: `what` (a read that started at `start`) found nothing under `key`.
+  void CheckNotLost(const std::string& key, const KeyState& k, SimTime start,
+                    absl::string_view what) {
+    if (k.acked >= 0 && k.acked <= start && DroppedAt(k) < k.acked) {
+      Fail(absl::StrCat("invariant 2: ", what, "(", key,
+                        ") found nothing at a request that "
+                        "started at ",
+                        Ms(start), ", but a put acknowledged it at ", Ms(k.acked),
+                        " and nothing dropped it since"));
+    }
+  }
 
   // Operation bookkeeping (invariant 5).
   uint64_t Begin(int client, std::string what);
@@ -166,6 +181,9 @@ class Vopr {
   void ScheduleFaults();
   void HealAll();
   void CrashHost(int host);
+  // RestartHost brings a crashed host back and starts its clients' loops again.
+  void RestartHost(int host);
+  void StartLoops(int client);
 
   // The workload: each client runs a writer loop and a reader loop.
   std::vector<std::string> PageKeys(int client, uint64_t chain, int page) const;
@@ -196,8 +214,7 @@ class Vopr {
 
 uint64_t Vopr::Begin(int client, std::string what) {
   const uint64_t id = next_op_++;
-  ops_[id] =
-      Op{client, cluster_->client(client).incarnation, cluster_->sim().Now(), std::move(what)};
+  ops_[id] = Op{client, cluster_->sim().Now(), std::move(what)};
   return id;
 }
 
@@ -336,13 +353,9 @@ void Vopr::Request(int client, int loop) {
       KeyState& k = Key(key);
       sim.Trace(static_cast<uint64_t>(rc[i]));
       if (rc[i] == 1) {
-        if (DroppedAt(k) < start) k.lease_floor = std::max(k.lease_floor, start);
+        RecordLease(k, start);
       } else if (rc[i] == 0) {
-        if (k.acked >= 0 && k.acked <= start && DroppedAt(k) < k.acked) {
-          Fail(absl::StrCat("invariant 2: exists(", key, ") == 0 at a request that started at ",
-                            Ms(start), ", but a put acknowledged it at ", Ms(k.acked),
-                            " and nothing dropped it since"));
-        }
+        CheckNotLost(key, k, start, "exists");
       } else {
         CountError(rc[i]);
         if (!KnownError(rc[i])) Fail(absl::StrCat("invariant 5: exists answered ", rc[i]));
@@ -385,15 +398,9 @@ void Vopr::Request(int client, int loop) {
                   return;
                 }
                 ++result_.keys_read;
-                if (DroppedAt(k) < start) k.lease_floor = std::max(k.lease_floor, start);
+                RecordLease(k, start);
               } else if (got[i] == static_cast<int64_t>(ErrorCode::OBJECT_NOT_FOUND)) {
-                if (k.acked >= 0 && k.acked <= start && DroppedAt(k) < k.acked) {
-                  Fail(absl::StrCat("invariant 2: get(", key,
-                                    ") found nothing at a request that "
-                                    "started at ",
-                                    Ms(start), ", but a put acknowledged it at ", Ms(k.acked),
-                                    " and nothing dropped it since"));
-                }
+                CheckNotLost(key, k, start, "get");
               } else {
                 CountError(got[i]);
                 if (!KnownError(got[i])) Fail(absl::StrCat("invariant 5: get answered ", got[i]));
@@ -486,6 +493,19 @@ void Vopr::Probe(int client) {
       });
 }
 
+void Vopr::StartLoops(int client) {
+  NextRequest(client, 0);
+  NextRequest(client, 1);
+}
+
+void Vopr::RestartHost(int host) {
+  if (cluster_->host_up(host)) return;
+  if (absl::Status s = cluster_->RestartHost(host); !s.ok()) Fail(std::string(s.message()));
+  for (int i = 0; i < cluster_->num_clients(); ++i) {
+    if (cluster_->client(i).host == host) StartLoops(i);
+  }
+}
+
 void Vopr::CrashHost(int host) {
   if (!cluster_->host_up(host)) return;
   for (int i = 0; i < cluster_->num_clients(); ++i) {
@@ -509,15 +529,7 @@ void Vopr::HealAll() {
       net.SetLinkLoss(nic, 0);
       net.SetLinkLatency(nic, cluster_->options().nic.link_latency);
     }
-    if (!cluster_->host_up(h)) {
-      if (absl::Status s = cluster_->RestartHost(h); !s.ok()) Fail(std::string(s.message()));
-      for (int i = 0; i < cluster_->num_clients(); ++i) {
-        if (cluster_->client(i).host == h) {
-          NextRequest(i, 0);
-          NextRequest(i, 1);
-        }
-      }
-    }
+    RestartHost(h);
   }
   cluster_->master().HealLinks();
 }
@@ -544,18 +556,7 @@ void Vopr::ScheduleFaults() {
       case 0:
         what = absl::StrCat("crash host", host, " for ", Ms(len));
         sim.ScheduleAt(at, "fault.crash", [this, host] { CrashHost(host); });
-        sim.ScheduleAt(at + len, "fault.restart", [this, host] {
-          if (cluster_->host_up(host)) return;
-          if (absl::Status s = cluster_->RestartHost(host); !s.ok()) {
-            Fail(std::string(s.message()));
-          }
-          for (int i = 0; i < cluster_->num_clients(); ++i) {
-            if (cluster_->client(i).host == host) {
-              NextRequest(i, 0);
-              NextRequest(i, 1);
-            }
-          }
-        });
+        sim.ScheduleAt(at + len, "fault.restart", [this, host] { RestartHost(host); });
         break;
       case 1:
         what = absl::StrCat("NIC ", nic, " down for ", Ms(len));
@@ -666,10 +667,7 @@ VoprResult Vopr::Run() {
   }
   // Let mounts land, then start every client's two loops.
   sim.RunFor(5 * kMillisecond);
-  for (int i = 0; i < cluster_->num_clients(); ++i) {
-    NextRequest(i, 0);
-    NextRequest(i, 1);
-  }
+  for (int i = 0; i < cluster_->num_clients(); ++i) StartLoops(i);
   // Workload under faults, then everything heals; the workload keeps running while clients
   // remount, then stops; then every client must be able to store and read again.
   const SimTime settle = segment_gone_bound_ + 300 * kMillisecond;

@@ -148,8 +148,8 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
 // ---------------------------------------------------------------------------------------------
 // Exist, remove, size
 
-void StoreCore::BatchIsExist(std::vector<std::string> keys,
-                             std::function<void(std::vector<int>)> done) {
+void StoreCore::PerKeyCall(std::vector<std::string> keys, KeyRpc rpc, int (*to_result)(ErrorCode),
+                           std::function<void(std::vector<int>)> done) {
   auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
   auto valid = std::make_shared<std::vector<std::string>>();
   auto index = std::make_shared<std::vector<size_t>>();
@@ -159,42 +159,36 @@ void StoreCore::BatchIsExist(std::vector<std::string> keys,
     return;
   }
   CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
-      [valid](MasterClient& m) { return m.BatchExistKey(*valid); },
-      [out, index, done = std::move(done)](absl::StatusOr<std::vector<ErrorCode>> r) {
+      [valid, rpc = std::move(rpc)](MasterClient& m) { return rpc(m, *valid); },
+      [out, index, to_result, done = std::move(done)](absl::StatusOr<std::vector<ErrorCode>> r) {
         for (size_t j = 0; j < index->size(); ++j) {
-          int& o = (*out)[(*index)[j]];
-          if (!r.ok()) {
-            o = Code(r.status());
-          } else if ((*r)[j] == ErrorCode::OK) {
-            o = 1;
-          } else if ((*r)[j] == ErrorCode::OBJECT_NOT_FOUND) {
-            o = 0;
-          } else {
-            o = Code((*r)[j]);
-          }
+          (*out)[(*index)[j]] = r.ok() ? to_result((*r)[j]) : Code(r.status());
         }
         done(std::move(*out));
       });
 }
 
+void StoreCore::BatchIsExist(std::vector<std::string> keys,
+                             std::function<void(std::vector<int>)> done) {
+  PerKeyCall(
+      std::move(keys),
+      [](MasterClient& m, const std::vector<std::string>& valid) { return m.BatchExistKey(valid); },
+      [](ErrorCode c) {
+        if (c == ErrorCode::OK) return 1;
+        if (c == ErrorCode::OBJECT_NOT_FOUND) return 0;
+        return Code(c);
+      },
+      std::move(done));
+}
+
 void StoreCore::BatchRemove(std::vector<std::string> keys, bool force,
                             std::function<void(std::vector<int>)> done) {
-  auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
-  auto valid = std::make_shared<std::vector<std::string>>();
-  auto index = std::make_shared<std::vector<size_t>>();
-  NonEmptyKeys(&keys, valid.get(), index.get());
-  if (valid->empty()) {
-    done(std::move(*out));
-    return;
-  }
-  CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
-      [valid, force](MasterClient& m) { return m.BatchRemove(*valid, force); },
-      [out, index, done = std::move(done)](absl::StatusOr<std::vector<ErrorCode>> r) {
-        for (size_t j = 0; j < index->size(); ++j) {
-          (*out)[(*index)[j]] = r.ok() ? Code((*r)[j]) : Code(r.status());
-        }
-        done(std::move(*out));
-      });
+  PerKeyCall(
+      std::move(keys),
+      [force](MasterClient& m, const std::vector<std::string>& valid) {
+        return m.BatchRemove(valid, force);
+      },
+      [](ErrorCode c) { return Code(c); }, std::move(done));
 }
 
 void StoreCore::RemoveByRegex(std::string regex, bool force, std::function<void(int64_t)> done) {

@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mooncake/common/clock.h"
+#include "mooncake/common/error_code.h"
 #include "mooncake/master/master_channel.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/store/data_path.h"
@@ -100,6 +101,12 @@ class StoreCore {
   // values, never `this`. `done` runs only while the core lives (the channel's contract).
   template <typename R>
   void CallMaster(std::function<R(MasterClient&)> rpc, std::function<void(R)> done);
+  // PerKeyCall sends the non-empty keys to `rpc` and answers one result per key: to_result of the
+  // master's code, the call's failure code, or INVALID_KEY for an empty key.
+  using KeyRpc = std::function<absl::StatusOr<std::vector<ErrorCode>>(
+      MasterClient&, const std::vector<std::string>& keys)>;
+  void PerKeyCall(std::vector<std::string> keys, KeyRpc rpc, int (*to_result)(ErrorCode),
+                  std::function<void(std::vector<int>)> done);
   // One put-start / write / put-end round for the op's keys still to do.
   void PutRound(std::shared_ptr<PutOp> op);
   void PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
