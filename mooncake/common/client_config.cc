@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/net/host_port.h"
 #include "nlohmann/json.hpp"
 
 namespace mooncake {
@@ -22,13 +23,7 @@ absl::Status FieldError(absl::string_view field, absl::string_view value, absl::
 }
 
 // A host:port whose port is 1..65535 and whose host is not empty.
-bool IsHostPort(absl::string_view s) {
-  size_t colon = s.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0) return false;
-  int port = 0;
-  if (!absl::SimpleAtoi(s.substr(colon + 1), &port)) return false;
-  return port > 0 && port <= 65535;
-}
+bool IsHostPort(absl::string_view s) { return ParseHostPort(s).ok(); }
 
 absl::Status ValidateMetadataServer(absl::string_view v) {
   constexpr absl::string_view kField = "metadata_server (MOONCAKE_TE_META_DATA_SERVER)";

@@ -23,7 +23,7 @@
 #include "absl/types/span.h"
 #include "mooncake/master/master_service.h"
 #include "mooncake/master/master_types.h"
-#include "mooncake/transfer/tcp/connection_server.h"
+#include "mooncake/net/connection_server.h"
 
 namespace mooncake {
 

@@ -11,7 +11,7 @@
 #include "mooncake/common/test_util.h"
 #include "mooncake/master/grpc_master_client.h"
 #include "mooncake/master/master_server.h"
-#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 namespace {

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "mooncake/master/proto_convert.h"
+#include "mooncake/net/host_port.h"
 
 namespace mooncake {
 namespace {
@@ -34,13 +35,9 @@ void AddKeys(absl::Span<const std::string> keys, Request* req) {
 
 absl::StatusOr<std::unique_ptr<GrpcMasterClient>> GrpcMasterClient::Create(
     const GrpcMasterClientOptions& options) {
-  const size_t colon = options.address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(absl::string_view(options.address).substr(colon + 1), &port) || port <= 0 ||
-      port > 65535) {
+  if (absl::StatusOr<HostPort> hp = ParseHostPort(options.address); !hp.ok()) {
     return MakeError(ErrorCode::INVALID_PARAMS,
-                     absl::StrCat("master address '", options.address, "' is not host:port"));
+                     absl::StrCat("master address is not host:port: ", hp.status().message()));
   }
   if (options.rpc_timeout <= absl::ZeroDuration()) {
     return MakeError(ErrorCode::INVALID_PARAMS, "rpc_timeout must be > 0");
@@ -117,9 +114,9 @@ void GrpcMasterClient::UseFastRpc(int port) {
   fast_port_ = port;
   fast_.reset();
   if (port <= 0) return;
-  std::string host = options_.address.substr(0, options_.address.rfind(':'));
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  fast_ = std::make_shared<FastRpcClient>(host, port, options_.rpc_timeout);
+  absl::StatusOr<HostPort> master = ParseHostPort(options_.address);  // checked by Create
+  if (!master.ok()) return;
+  fast_ = std::make_shared<FastRpcClient>(master->host, port, options_.rpc_timeout);
 }
 
 std::shared_ptr<FastRpcClient> GrpcMasterClient::Fast() {

@@ -14,6 +14,7 @@
 #include "mooncake/master/grpc_master_service.h"
 #include "mooncake/master/metrics_text.h"
 #include "mooncake/metadata/http_metadata_server.h"
+#include "mooncake/net/host_port.h"
 
 namespace mooncake {
 namespace {
@@ -35,11 +36,6 @@ absl::Status CheckPort(const char* name, int port, bool allow_disabled) {
 }
 
 }  // namespace
-
-std::string HostPort(const std::string& address, int port) {
-  if (address.find(':') != std::string::npos) return absl::StrCat("[", address, "]:", port);
-  return absl::StrCat(address, ":", port);
-}
 
 absl::Status ValidateMasterServerOptions(const MasterServerOptions& o) {
   if (!IsNumericAddress(o.bind_address)) {
@@ -93,7 +89,7 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
 }
 
 absl::Status MasterServer::StartGrpc() {
-  const std::string address = HostPort(options_.bind_address, options_.port);
+  const std::string address = FormatHostPort(options_.bind_address, options_.port);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(grpc_service_.get());
@@ -144,9 +140,9 @@ absl::Status MasterServer::StartMetrics() {
   }
   if (metrics_port_ <= 0) {
     metrics_port_ = 0;
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ",
-                     HostPort(options_.bind_address, options_.metrics_port), " (address in use?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot serve metrics on ", FormatHostPort(options_.bind_address, options_.metrics_port),
+        " (address in use?)"));
   }
   metrics_thread_ = std::thread([&http] { http.listen_after_bind(); });
   // stop() is a no-op until the loop runs, so Stop() could otherwise miss it and hang in join.

@@ -109,9 +109,6 @@ class MasterServer {
   bool stopped_ = false;
 };
 
-// HostPort joins an address and a port for gRPC ("[::1]:50051" for IPv6).
-std::string HostPort(const std::string& address, int port);
-
 }  // namespace mooncake
 
 #endif  // MOONCAKE_MASTER_MASTER_SERVER_H_

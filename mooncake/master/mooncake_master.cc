@@ -13,6 +13,7 @@
 #include "mooncake/common/logging.h"
 #include "mooncake/master/master_flags.h"
 #include "mooncake/master/master_server.h"
+#include "mooncake/net/host_port.h"
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -46,14 +47,14 @@ int main(int argc, char** argv) {
   }
   std::string banner = absl::StrCat(
       "mooncake_master: serving gRPC on ",
-      mooncake::HostPort(options->bind_address, (*server)->port()), ", metrics on http://",
-      mooncake::HostPort(options->bind_address, (*server)->metrics_port()), "/metrics");
+      mooncake::FormatHostPort(options->bind_address, (*server)->port()), ", metrics on http://",
+      mooncake::FormatHostPort(options->bind_address, (*server)->metrics_port()), "/metrics");
   if (options->enable_http_metadata_server) {
     const std::string host = options->http_metadata_server_host.empty()
                                  ? options->bind_address
                                  : options->http_metadata_server_host;
     absl::StrAppend(&banner, ", metadata on http://",
-                    mooncake::HostPort(host, (*server)->metadata_port()), "/metadata");
+                    mooncake::FormatHostPort(host, (*server)->metadata_port()), "/metadata");
   }
   std::printf("%s\n", banner.c_str());
   std::fflush(stdout);

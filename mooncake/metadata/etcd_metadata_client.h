@@ -20,8 +20,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "mooncake/metadata/host_port.h"
 #include "mooncake/metadata/metadata_client.h"
+#include "mooncake/net/host_port.h"
 
 namespace httplib {
 class Client;

@@ -10,9 +10,9 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "mooncake/common/error_code.h"
-#include "mooncake/metadata/host_port.h"
 #include "mooncake/metadata/http_request_parser.h"
 #include "mooncake/metadata/metadata_store.h"
+#include "mooncake/net/host_port.h"
 
 namespace mooncake::metadata {
 namespace {

@@ -27,6 +27,7 @@
 #include "mooncake/common/logging.h"
 #include "mooncake/metadata/http_request_parser.h"
 #include "mooncake/metadata/metadata_store.h"
+#include "mooncake/net/host_port.h"
 
 namespace mooncake::metadata {
 namespace {
@@ -80,12 +81,6 @@ const char* ReasonPhrase(int status) {
 
 std::string ErrnoText(int err) { return std::strerror(err); }
 
-// HostPort formats an address for messages ("127.0.0.1:80", "[::1]:80").
-std::string HostPort(const std::string& host, int port) {
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
-  return absl::StrCat(host, ":", port);
-}
-
 std::string PeerName(const sockaddr_storage& addr) {
   char ip[INET6_ADDRSTRLEN] = "?";
   int port = 0;
@@ -98,7 +93,7 @@ std::string PeerName(const sockaddr_storage& addr) {
     inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
     port = ntohs(in6->sin6_port);
   }
-  return HostPort(ip, port);
+  return FormatHostPort(ip, port);
 }
 
 // A response waiting to be sent: the head, then a body that may be shared with the store.
@@ -205,7 +200,7 @@ absl::Status HttpMetadataServer::Impl::Bind() {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  const std::string where = HostPort(host, options_.port);
+  const std::string where = FormatHostPort(host, options_.port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -291,8 +286,8 @@ absl::Status HttpMetadataServer::Impl::Start() {
   started_ = true;
   last_sweep_ = Now();
   loop_thread_ = std::thread([this] { Run(); });
-  MC_LOG(INFO) << "HTTP metadata server listening on http://" << HostPort(options_.host, port())
-               << "/metadata";
+  MC_LOG(INFO) << "HTTP metadata server listening on http://"
+               << FormatHostPort(options_.host, port()) << "/metadata";
   return absl::OkStatus();
 }
 

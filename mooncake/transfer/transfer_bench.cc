@@ -26,8 +26,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/net/socket_util.h"
 #include "mooncake/transfer/peer_process.h"
-#include "mooncake/transfer/tcp/socket_util.h"
 #include "mooncake/transfer/transfer_engine.h"
 
 ABSL_FLAG(double, seconds, 0.4, "measuring time per row");

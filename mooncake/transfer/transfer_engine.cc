@@ -17,10 +17,11 @@
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/metadata/metadata_client.h"
+#include "mooncake/net/host_port.h"
+#include "mooncake/net/socket_util.h"
 #include "mooncake/transfer/host_id.h"
 #include "mooncake/transfer/rdma/ib_verbs.h"
 #include "mooncake/transfer/shm/shared_memory.h"
-#include "mooncake/transfer/tcp/socket_util.h"
 #include "mooncake/transfer/tcp/tcp_control.h"
 #include "mooncake/transfer/tcp/tcp_data_server.h"
 #include "mooncake/transfer/tcp/tcp_frame.h"
@@ -167,14 +168,15 @@ TransferEngine::TransferEngine(TransferEngineOptions options)
     : options_(std::move(options)), instance_(NewInstance()) {}
 
 absl::Status TransferEngine::Init() {
+  // "host" or "host:port" (a bare IPv6 address has no port).
   int port = 0;
   host_ = options_.local_server_name;
-  size_t colon = host_.rfind(':');
-  if (colon != std::string::npos && host_.find(':') == colon) {  // not a bare IPv6 address
-    std::string h;
-    absl::Status s = SplitHostPort(host_, &h, &port);
-    if (!s.ok()) return MakeError(ErrorCode::INVALID_PARAMS, s.message());
-    host_ = h;
+  const size_t colon = host_.rfind(':');
+  if (colon != std::string::npos && (host_.find(':') == colon || host_.front() == '[')) {
+    absl::StatusOr<HostPort> hp = ParseHostPort(host_);
+    if (!hp.ok()) return MakeError(ErrorCode::INVALID_PARAMS, hp.status().message());
+    host_ = hp->host;
+    port = hp->port;
   }
   if (host_.empty()) return MakeError(ErrorCode::INVALID_PARAMS, "local_server_name has no host");
   std::string bind = options_.bind_address.empty() ? host_ : options_.bind_address;
@@ -408,15 +410,14 @@ absl::StatusOr<SegmentDescriptor> TransferEngine::FetchDescriptor(const std::str
     return desc;
   }
   // P2P handshake: the segment name is the peer's host:port; ask it directly.
-  std::string host;
-  int port = 0;
-  if (absl::Status s = SplitHostPort(name, &host, &port); !s.ok()) {
-    return MakeError(
-        ErrorCode::SEGMENT_NOT_FOUND,
-        absl::StrCat("in P2PHANDSHAKE mode segment names are host:port: ", s.message()));
+  absl::StatusOr<HostPort> peer = ParseHostPort(name);
+  if (!peer.ok()) {
+    return MakeError(ErrorCode::SEGMENT_NOT_FOUND,
+                     absl::StrCat("in P2PHANDSHAKE mode segment names are host:port: ",
+                                  peer.status().message()));
   }
   absl::StatusOr<std::string> json =
-      ControlCall(host, port, FrameOp::kGetDescriptor, "", options_.connect_timeout);
+      ControlCall(peer->host, peer->port, FrameOp::kGetDescriptor, "", options_.connect_timeout);
   if (!json.ok()) {
     return MakeError(
         ErrorCode::SEGMENT_NOT_FOUND,

@@ -13,7 +13,7 @@
 #include "mooncake/common/error_code.h"
 #include "mooncake/metadata/http_metadata_server.h"
 #include "mooncake/metadata/metadata_client.h"
-#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 namespace {

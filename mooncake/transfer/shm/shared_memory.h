@@ -24,8 +24,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "mooncake/net/connection_server.h"
 #include "mooncake/transfer/memory_registry.h"
-#include "mooncake/transfer/tcp/connection_server.h"
 
 namespace mooncake {
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mooncake/common/error_code.h"
-#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 

@@ -14,8 +14,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "mooncake/net/connection_server.h"
 #include "mooncake/transfer/memory_registry.h"
-#include "mooncake/transfer/tcp/connection_server.h"
 #include "mooncake/transfer/tcp/tcp_frame.h"
 
 namespace mooncake {

@@ -10,7 +10,7 @@
 #include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
-#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 namespace {

@@ -11,8 +11,8 @@
 
 #include "gtest/gtest.h"
 #include "mooncake/common/error_code.h"
+#include "mooncake/net/socket_util.h"
 #include "mooncake/transfer/memory_registry.h"
-#include "mooncake/transfer/tcp/socket_util.h"
 #include "mooncake/transfer/tcp/tcp_data_server.h"
 
 namespace mooncake {

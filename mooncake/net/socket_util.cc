@@ -1,4 +1,4 @@
-#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/net/socket_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,22 +174,6 @@ absl::Status DiscardBytes(int fd, uint64_t length) {
     if (!s.ok()) return s;
     length -= n;
   }
-  return absl::OkStatus();
-}
-
-absl::Status SplitHostPort(const std::string& host_port, std::string* host, int* port) {
-  size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("expected host:port, got \"", host_port, "\""));
-  }
-  std::string h = host_port.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  int p = 0;
-  if (!absl::SimpleAtoi(host_port.substr(colon + 1), &p) || p <= 0 || p > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("bad port in \"", host_port, "\""));
-  }
-  *host = h;
-  *port = p;
   return absl::OkStatus();
 }
 

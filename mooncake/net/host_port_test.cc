@@ -1,8 +1,8 @@
-#include "mooncake/metadata/host_port.h"
+#include "mooncake/net/host_port.h"
 
 #include "gtest/gtest.h"
 
-namespace mooncake::metadata {
+namespace mooncake {
 namespace {
 
 TEST(HostPortTest, ParsesHostAndPort) {
@@ -42,5 +42,11 @@ TEST(HostPortTest, RejectsMalformed) {
   }
 }
 
+TEST(HostPortTest, FormatsIpv6WithBrackets) {
+  EXPECT_EQ(FormatHostPort("::1", 80), "[::1]:80");
+  EXPECT_EQ(FormatHostPort("127.0.0.1", 80), "127.0.0.1:80");
+  EXPECT_EQ(ParseHostPort(FormatHostPort("fe80::2", 9))->host, "fe80::2");
+}
+
 }  // namespace
-}  // namespace mooncake::metadata
+}  // namespace mooncake

@@ -1,4 +1,4 @@
-#include "mooncake/transfer/tcp/connection_server.h"
+#include "mooncake/net/connection_server.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "mooncake/common/logging.h"
-#include "mooncake/transfer/tcp/socket_util.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 

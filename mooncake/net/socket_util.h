@@ -1,7 +1,8 @@
-// Small blocking-socket helpers for the TCP transport: listen, connect with a timeout, and send or
-// receive whole buffers (looping over partial writes and EINTR).
-#ifndef MOONCAKE_TRANSFER_TCP_SOCKET_UTIL_H_
-#define MOONCAKE_TRANSFER_TCP_SOCKET_UTIL_H_
+// Small blocking-socket helpers for every TCP server and client here (the TCP transport, the
+// master's fast RPC, the metadata clients): listen, connect with a timeout, and send or receive
+// whole buffers (looping over partial writes and EINTR).
+#ifndef MOONCAKE_NET_SOCKET_UTIL_H_
+#define MOONCAKE_NET_SOCKET_UTIL_H_
 
 #include <sys/uio.h>
 
@@ -31,9 +32,6 @@ absl::Status RecvAll(int fd, void* data, size_t length);
 // DiscardBytes reads and drops `length` bytes (to skip a payload that cannot be accepted).
 absl::Status DiscardBytes(int fd, uint64_t length);
 
-// SplitHostPort splits "host:port"; the port must be 1..65535.
-absl::Status SplitHostPort(const std::string& host_port, std::string* host, int* port);
-
 }  // namespace mooncake
 
-#endif  // MOONCAKE_TRANSFER_TCP_SOCKET_UTIL_H_
+#endif  // MOONCAKE_NET_SOCKET_UTIL_H_

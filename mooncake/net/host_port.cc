@@ -1,16 +1,18 @@
-#include "mooncake/metadata/host_port.h"
+#include "mooncake/net/host_port.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-namespace mooncake::metadata {
+namespace mooncake {
 
-std::string HostPort::ToString() const {
-  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+std::string FormatHostPort(absl::string_view host, int port) {
+  if (host.find(':') != absl::string_view::npos) return absl::StrCat("[", host, "]:", port);
   return absl::StrCat(host, ":", port);
 }
+
+std::string HostPort::ToString() const { return FormatHostPort(host, port); }
 
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, int default_port) {
   auto error = [&](absl::string_view why) {
@@ -63,4 +65,4 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, int default_port)
   return out;
 }
 
-}  // namespace mooncake::metadata
+}  // namespace mooncake

@@ -6,8 +6,8 @@
 //   ConnectionServer server("fast rpc", 1024, [](int fd) { while (ServeOne(fd)) {} });
 //   server.Start("127.0.0.1", 0);       // or StartOn(listen_fd) for a unix socket
 //   int port = server.port();
-#ifndef MOONCAKE_TRANSFER_TCP_CONNECTION_SERVER_H_
-#define MOONCAKE_TRANSFER_TCP_CONNECTION_SERVER_H_
+#ifndef MOONCAKE_NET_CONNECTION_SERVER_H_
+#define MOONCAKE_NET_CONNECTION_SERVER_H_
 
 #include <atomic>
 #include <functional>
@@ -67,4 +67,4 @@ class ConnectionServer {
 
 }  // namespace mooncake
 
-#endif  // MOONCAKE_TRANSFER_TCP_CONNECTION_SERVER_H_
+#endif  // MOONCAKE_NET_CONNECTION_SERVER_H_
