@@ -36,8 +36,11 @@ absl::Status RecvPayload(int fd, uint64_t length, MemoryBudget::Reservation* hel
   while (out->size() < length) {
     const uint64_t n = std::min<uint64_t>(step, length - out->size());
     if (!held->Grow(n)) {
+      // Skip the rest so the stream stays in step; the bytes read so far are dropped.
+      const uint64_t rest = length - out->size();
       held->Reset();
       std::string().swap(*out);
+      if (absl::Status s = DiscardBytes(fd, rest); !s.ok()) return s;
       return absl::ResourceExhaustedError(
           absl::StrCat("request memory budget exhausted (", length, " bytes asked)"));
     }

@@ -7,7 +7,8 @@
 //   MemoryBudget budget(256 << 20);
 //   std::string payload;
 //   MemoryBudget::Reservation held(&budget);
-//   absl::Status s = RecvPayload(fd, header.length, &held, &payload);  // RESOURCE_EXHAUSTED: refused
+//   absl::Status s = RecvPayload(fd, header.length, &held, &payload);  // RESOURCE_EXHAUSTED:
+//   refused
 //   ...  // `held` returns its bytes to the budget when it goes away
 #ifndef MOONCAKE_NET_MEMORY_BUDGET_H_
 #define MOONCAKE_NET_MEMORY_BUDGET_H_
@@ -57,8 +58,8 @@ class MemoryBudget {
 
 // RecvPayload reads exactly `length` bytes from `fd` into *out (replacing its contents), growing
 // the string only as bytes arrive and charging them to `held`. RESOURCE_EXHAUSTED if the budget
-// cannot hold them: the bytes already read are released, the rest of the payload is left unread
-// (the caller closes the connection or discards it). Other errors are the socket's.
+// cannot hold them: the payload is read to its end and dropped, so the stream stays in step and
+// the caller can answer with an error. Other errors are the socket's.
 absl::Status RecvPayload(int fd, uint64_t length, MemoryBudget::Reservation* held,
                          std::string* out);
 

@@ -11,16 +11,22 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace mooncake {
 namespace {
 
+constexpr char kErrnoPayload[] = "mooncake.net/errno";
+
 absl::Status Errno(absl::string_view what, int err) {
-  return absl::UnavailableError(absl::StrCat(what, ": ", strerror(err)));
+  absl::Status s = absl::UnavailableError(absl::StrCat(what, ": ", strerror(err)));
+  s.SetPayload(kErrnoPayload, absl::Cord(std::to_string(err)));
+  return s;
 }
 
 struct AddrInfoDeleter {
@@ -44,6 +50,13 @@ absl::StatusOr<std::unique_ptr<addrinfo, AddrInfoDeleter>> Resolve(const std::st
 }
 
 }  // namespace
+
+int SocketErrno(const absl::Status& status) {
+  auto p = status.GetPayload(kErrnoPayload);
+  int err = 0;
+  if (!p.has_value() || !absl::SimpleAtoi(std::string(*p), &err)) return 0;
+  return err;
+}
 
 absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port) {
   auto ai = Resolve(host, port, /*passive=*/true);

@@ -22,6 +22,9 @@ absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port
 // ConnectTcp connects to host:port within `timeout`, with TCP_NODELAY set.
 absl::StatusOr<int> ConnectTcp(const std::string& host, int port, absl::Duration timeout);
 
+// SocketErrno is the errno behind a status these helpers returned (ECONNREFUSED, ...), or 0.
+int SocketErrno(const absl::Status& status);
+
 // SendAll writes every byte of the iovecs (modified in place). Errors carry errno's text.
 absl::Status SendAll(int fd, struct iovec* iov, int iovcnt);
 absl::Status SendAll(int fd, const void* data, size_t length);

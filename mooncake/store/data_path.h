@@ -1,6 +1,6 @@
-// DataPath: how the store's core moves object bytes between caller buffers and replicas. The
-// production implementation is the TransferEngine (EngineDataPath); the simulator's runs the real
-// RdmaTransport on simulated verbs (sim::SimDataPath).
+// DataPath: how the store's core moves object bytes between caller buffers and replicas. The one
+// implementation is EngineDataPath, over a TransferEngine: in production with real transports, in
+// the simulator with the engine's RDMA route on simulated verbs.
 //
 //   data->Transfer({{/*write=*/true, buf, "10.0.0.2:15001", remote_addr, len}},
 //                  [](std::vector<absl::Status> per_request) { ... });
@@ -37,6 +37,9 @@ class DataPath {
   virtual int Closeness(const std::string& segment) = 0;
   virtual void Transfer(std::vector<DataRequest> requests,
                         std::function<void(std::vector<absl::Status>)> done) = 0;
+  // FenceInbound makes sure no write that reached this client's segment before the call lands in
+  // it afterwards (a remount hands the whole segment out again).
+  virtual void FenceInbound() {}
 };
 
 }  // namespace mooncake

@@ -1,6 +1,10 @@
-// EngineDataPath: the production DataPath, over a TransferEngine (memcpy, shared memory, TCP or
-// RDMA, whichever route the engine picked for each segment). Transfer runs synchronously and calls
-// `done` before it returns.
+// EngineDataPath: the store's DataPath over a TransferEngine (memcpy, shared memory, TCP or RDMA,
+// whichever route the engine picks for each segment).
+//
+// Synchronous (production): Transfer waits for the engine and calls `done` on the caller's
+// thread before it returns, so store work never runs on the engine's own threads (the RDMA poller,
+// TCP receivers). Asynchronous (the simulator): `done` runs when the engine finishes the batch,
+// from whatever finished it.
 #ifndef MOONCAKE_STORE_ENGINE_DATA_PATH_H_
 #define MOONCAKE_STORE_ENGINE_DATA_PATH_H_
 
@@ -15,14 +19,17 @@ namespace mooncake {
 class EngineDataPath final : public DataPath {
  public:
   // `engine` must outlive the data path.
-  explicit EngineDataPath(TransferEngine* engine) : engine_(engine) {}
+  explicit EngineDataPath(TransferEngine* engine, bool synchronous = true)
+      : engine_(engine), synchronous_(synchronous) {}
   const std::string& local_segment() const override { return engine_->segment_name(); }
   int Closeness(const std::string& segment) override;
   void Transfer(std::vector<DataRequest> requests,
                 std::function<void(std::vector<absl::Status>)> done) override;
+  void FenceInbound() override { engine_->FenceInbound(); }
 
  private:
   TransferEngine* const engine_;
+  const bool synchronous_;
 };
 
 }  // namespace mooncake

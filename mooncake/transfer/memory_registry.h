@@ -2,9 +2,11 @@
 // or the local caller names is checked here before a byte moves.
 //
 // Registration records the range only; it never touches the pages (pools can be hundreds of GB).
-// Ranges never overlap. Accessing a range happens under a shared lock (WithRange), so Unregister
-// waits until no copy into or out of the range is in progress: after Unregister returns, no
-// transfer touches that memory again.
+// Ranges never overlap. A range is accessed either under the registry's shared lock (ReadView, for
+// memory copies) or through a Pin (for socket I/O, which can take long: a pin holds only its own
+// buffer, so registering or unregistering other buffers never waits for a slow peer). Unregister
+// waits until no copy or pin of the buffer is left: after it returns, no transfer touches that
+// memory again.
 #ifndef MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_
 #define MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_
 
@@ -47,10 +49,26 @@ class MemoryRegistry {
   // that describes the range. `remote` additionally requires the buffer to be remote-accessible.
   absl::StatusOr<RegisteredBuffer> Find(uint64_t addr, uint64_t length, bool remote) const;
 
-  // WithRange runs `fn` while holding the registry's shared lock, if the range is valid; the memory
-  // cannot be unregistered while `fn` runs. `fn` must not call back into this registry.
-  absl::Status WithRange(uint64_t addr, uint64_t length, bool remote,
-                         const std::function<absl::Status(const RegisteredBuffer&)>& fn) const;
+  // Pin keeps the buffer wholly containing [addr, addr + length) registered while it lives
+  // (Unregister of that buffer waits for it). Movable; an empty Pin holds nothing.
+  class Pin {
+   public:
+    Pin() = default;
+    Pin(Pin&& other) noexcept : registry_(other.registry_), addr_(other.addr_) {
+      other.registry_ = nullptr;
+    }
+    Pin& operator=(Pin&& other) noexcept;
+    ~Pin() { Release(); }
+    void Release();
+
+   private:
+    friend class MemoryRegistry;
+    Pin(const MemoryRegistry* registry, uint64_t addr) : registry_(registry), addr_(addr) {}
+    const MemoryRegistry* registry_ = nullptr;
+    uint64_t addr_ = 0;  // the pinned buffer's start
+  };
+  // PinRange pins the buffer holding the range, or fails like Find.
+  absl::StatusOr<Pin> PinRange(uint64_t addr, uint64_t length, bool remote) const;
 
   // Snapshot returns all buffers, ordered by address.
   std::vector<RegisteredBuffer> Snapshot() const;
@@ -74,8 +92,16 @@ class MemoryRegistry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status RangeError(uint64_t addr, uint64_t length, bool remote) const;
 
+  struct Entry {
+    RegisteredBuffer buffer;
+    mutable int pins = 0;  // guarded by mu_
+  };
+  void Unpin(uint64_t addr) const;
+
   mutable absl::Mutex mu_;
-  std::map<uint64_t, RegisteredBuffer> buffers_ ABSL_GUARDED_BY(mu_);  // keyed by start address
+  std::map<uint64_t, Entry> buffers_ ABSL_GUARDED_BY(mu_);  // keyed by start address
+  // Pins of buffers already unregistered, by start address: Unregister waits for them.
+  mutable std::map<uint64_t, int> draining_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mooncake

@@ -16,6 +16,17 @@ const BufferDesc* SegmentDescriptor::FindBuffer(uint64_t addr, uint64_t length) 
   return nullptr;
 }
 
+bool SegmentDescriptor::Covers(uint64_t addr, uint64_t length) const {
+  const uint64_t end = addr + length;
+  if (end < addr || length == 0) return false;
+  for (uint64_t at = addr; at < end;) {
+    const BufferDesc* b = FindBuffer(at, 1);
+    if (b == nullptr) return false;
+    at = b->addr + b->length;
+  }
+  return true;
+}
+
 std::string SegmentDescriptorToJson(const SegmentDescriptor& desc) {
   Json j;
   j["name"] = desc.name;

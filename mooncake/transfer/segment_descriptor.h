@@ -51,6 +51,9 @@ struct SegmentDescriptor {
 
   // FindBuffer returns the buffer wholly containing [addr, addr + length), or nullptr.
   const BufferDesc* FindBuffer(uint64_t addr, uint64_t length) const;
+  // Covers is true when every byte of [addr, addr + length) lies in some buffer: the range may
+  // span adjacent buffers (an RDMA segment publishes one buffer per MR chunk).
+  bool Covers(uint64_t addr, uint64_t length) const;
 };
 
 struct RpcMeta {

@@ -1,10 +1,27 @@
 #include "mooncake/transfer/transfer_batch.h"
 
+#include <utility>
+
+#include "absl/strings/cord.h"
 #include "mooncake/common/logging.h"
 
 namespace mooncake {
 
-TransferBatch::TransferBatch(size_t num_requests) : tasks_(num_requests), pending_(num_requests) {}
+namespace {
+constexpr char kUnsettledPayload[] = "mooncake.transfer/unsettled-write";
+}  // namespace
+
+absl::Status MarkUnsettledWrite(absl::Status failed) {
+  if (!failed.ok()) failed.SetPayload(kUnsettledPayload, absl::Cord("1"));
+  return failed;
+}
+
+bool IsUnsettledWrite(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kUnsettledPayload).has_value();
+}
+
+TransferBatch::TransferBatch(size_t num_requests, Callback on_done)
+    : tasks_(num_requests), pending_(num_requests), on_done_(std::move(on_done)) {}
 
 bool TransferBatch::Wait(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
@@ -34,31 +51,53 @@ std::vector<absl::Status> TransferBatch::statuses() const {
   return out;
 }
 
+void TransferBatch::RunCallbackIfEmpty() {
+  Callback done;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!tasks_.empty()) return;
+    done = std::move(on_done_);
+  }
+  if (done) done(*this);
+}
+
 void TransferBatch::AddSlices(size_t i, int n) {
   absl::MutexLock lock(&mu_);
   MC_CHECK(!tasks_[i].done) << "slices added to a finished request";
   tasks_[i].remaining += n;
 }
 
-void TransferBatch::FinishLocked(Task& task) {
+TransferBatch::Callback TransferBatch::FinishLocked(Task& task) {
   task.done = true;
-  --pending_;
+  if (--pending_ != 0) return nullptr;
+  return std::move(on_done_);
 }
 
 void TransferBatch::SliceDone(size_t i, const absl::Status& status) {
-  absl::MutexLock lock(&mu_);
-  Task& t = tasks_[i];
-  MC_CHECK(t.remaining > 0 && !t.done) << "slice completed twice";
-  if (!status.ok() && t.status.ok()) t.status = status;
-  if (--t.remaining == 0) FinishLocked(t);
+  Callback done;
+  {
+    absl::MutexLock lock(&mu_);
+    Task& t = tasks_[i];
+    MC_CHECK(t.remaining > 0 && !t.done) << "slice completed twice";
+    if (!status.ok() &&
+        (t.status.ok() || (IsUnsettledWrite(status) && !IsUnsettledWrite(t.status)))) {
+      t.status = status;
+    }
+    if (--t.remaining == 0) done = FinishLocked(t);
+  }
+  if (done) done(*this);
 }
 
 void TransferBatch::Finish(size_t i, const absl::Status& status) {
-  absl::MutexLock lock(&mu_);
-  Task& t = tasks_[i];
-  MC_CHECK(t.remaining == 0 && !t.done) << "Finish on a request with slices in flight";
-  t.status = status;
-  FinishLocked(t);
+  Callback done;
+  {
+    absl::MutexLock lock(&mu_);
+    Task& t = tasks_[i];
+    MC_CHECK(t.remaining == 0 && !t.done) << "Finish on a request with slices in flight";
+    t.status = status;
+    done = FinishLocked(t);
+  }
+  if (done) done(*this);
 }
 
 }  // namespace mooncake

@@ -1,12 +1,14 @@
 // TransferBatch: the completion state of one submitted batch of TransferRequests.
 //
 // Each request may be cut into slices that complete independently, on any thread. A request is done
-// when all its slices are; its status is the first error any slice reported, else OK. Every request
-// completes exactly once; Wait() returns when all have.
+// when all its slices are; its status is the first error any slice reported (an unsettled write's
+// error over any other), else OK. Every request completes exactly once; Wait() returns, and the
+// optional completion callback runs, when all have.
 #ifndef MOONCAKE_TRANSFER_TRANSFER_BATCH_H_
 #define MOONCAKE_TRANSFER_TRANSFER_BATCH_H_
 
 #include <cstddef>
+#include <functional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -16,9 +18,19 @@
 
 namespace mooncake {
 
+// MarkUnsettledWrite tags a failed WRITE whose bytes may still land at the peer later (the peer
+// could not be told to drop them, see tcp/tcp_transport.h); IsUnsettledWrite tells. The caller
+// must not hand the target range to anyone else until the peer's writes are known to be over.
+absl::Status MarkUnsettledWrite(absl::Status failed);
+bool IsUnsettledWrite(const absl::Status& status);
+
 class TransferBatch {
  public:
-  explicit TransferBatch(size_t num_requests);
+  // Callback gets the finished batch.
+  using Callback = std::function<void(const TransferBatch&)>;
+  // `on_done` (optional) runs once every request is done, on the thread that finished the last one,
+  // with no lock held.
+  explicit TransferBatch(size_t num_requests, Callback on_done = nullptr);
   TransferBatch(const TransferBatch&) = delete;
   TransferBatch& operator=(const TransferBatch&) = delete;
 
@@ -33,6 +45,9 @@ class TransferBatch {
   std::vector<absl::Status> statuses() const;
 
   // --- Used by the engine and transports. ---
+  // RunCallbackIfEmpty runs the completion callback of a batch of no requests (which no request
+  // can finish).
+  void RunCallbackIfEmpty();
   // AddSlices announces `n` more slices of request i; call before any of them can complete.
   void AddSlices(size_t i, int n);
   // SliceDone records one finished slice of request i.
@@ -47,11 +62,13 @@ class TransferBatch {
     bool done = false;
     absl::Status status;
   };
-  void FinishLocked(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FinishLocked marks a task done; returns the completion callback if it was the last.
+  Callback FinishLocked(Task& task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   std::vector<Task> tasks_ ABSL_GUARDED_BY(mu_);
   size_t pending_ ABSL_GUARDED_BY(mu_);
+  Callback on_done_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mooncake

@@ -1,100 +1,39 @@
+// TransferEngine: setup, memory registration, the control requests it answers, and the submit
+// path (validate each request once, hand it to its segment's route). The segment table is in
+// segment_table.cc.
 #include "mooncake/transfer/transfer_engine.h"
 
 #include <string.h>
 #include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <cstdlib>
 #include <random>
-#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/blocking_counter.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/metadata/metadata_client.h"
 #include "mooncake/net/host_port.h"
-#include "mooncake/net/socket_util.h"
 #include "mooncake/transfer/host_id.h"
 #include "mooncake/transfer/rdma/ib_verbs.h"
 #include "mooncake/transfer/shm/shared_memory.h"
-#include "mooncake/transfer/tcp/tcp_control.h"
 #include "mooncake/transfer/tcp/tcp_data_server.h"
 #include "mooncake/transfer/tcp/tcp_frame.h"
 #include "mooncake/transfer/tcp/tcp_transport.h"
+#include "mooncake/transfer/transfer_engine_internal.h"
 
 namespace mooncake {
 
 constexpr char kP2PHandshake[] = "P2PHANDSHAKE";
 
-struct TransferEngine::Segment {
-  explicit Segment(std::string n) : name(std::move(n)) {}
-  const std::string name;
-  absl::Mutex mu;
-  bool resolved ABSL_GUARDED_BY(mu) = false;
-  bool stale ABSL_GUARDED_BY(mu) = false;
-  SegmentDescriptor desc ABSL_GUARDED_BY(mu);
-  std::shared_ptr<const SegmentDescriptor> shared_desc ABSL_GUARDED_BY(mu);  // for RDMA slices
-  bool use_rdma ABSL_GUARDED_BY(mu) = false;  // non-shared buffers go over RDMA, not TCP
-  // The owner's shm generation that `desc` is at least as new as (see shm/shared_memory.h).
-  uint64_t shm_generation ABSL_GUARDED_BY(mu) = 0;
-  Route route ABSL_GUARDED_BY(mu) = Route::kTcp;
-  std::shared_ptr<ShmPeer> shm ABSL_GUARDED_BY(mu);
-  std::shared_ptr<TcpPeer> tcp ABSL_GUARDED_BY(mu);
-};
-
 int DefaultCopyThreads() {
   unsigned cores = std::thread::hardware_concurrency();
   return static_cast<int>(std::max(1u, std::min(cores, 4u)));
-}
-
-// Carries RDMA rail handshakes to peers over their TCP control port.
-class TransferEngine::Handshake final : public RdmaHandshake {
- public:
-  explicit Handshake(TransferEngine* engine) : engine_(engine) {}
-  absl::StatusOr<EndpointInfo> Exchange(const std::string& peer_segment,
-                                        const EndpointInfo& mine) override {
-    std::string host;
-    int port = 0;
-    {
-      absl::MutexLock lock(&engine_->seg_mu_);
-      auto id = engine_->segment_ids_.find(peer_segment);
-      if (id == engine_->segment_ids_.end()) {
-        return MakeError(ErrorCode::SEGMENT_NOT_FOUND, peer_segment);
-      }
-      std::shared_ptr<Segment> seg = engine_->segments_[id->second];
-      absl::MutexLock seg_lock(&seg->mu);
-      host = seg->desc.tcp_host;
-      port = seg->desc.tcp_port;
-    }
-    absl::StatusOr<std::string> reply =
-        ControlCall(host, port, FrameOp::kRdmaHandshake, EndpointInfoToJson(mine),
-                    engine_->options_.connect_timeout);
-    if (!reply.ok()) return reply.status();
-    return ParseEndpointInfo(*reply);
-  }
-
- private:
-  TransferEngine* const engine_;
-};
-
-absl::StatusOr<std::string> TransferEngine::HandleControl(FrameOp op, const std::string& payload) {
-  if (op == FrameOp::kGetDescriptor) return DescriptorJson();
-  if (op == FrameOp::kRdmaHandshake) {
-    if (rdma_ == nullptr) {
-      return MakeError(ErrorCode::NOT_SUPPORTED, "this engine does not run the RDMA transport");
-    }
-    absl::StatusOr<EndpointInfo> theirs = ParseEndpointInfo(payload);
-    if (!theirs.ok()) return MakeError(ErrorCode::INVALID_PARAMS, theirs.status().message());
-    absl::StatusOr<EndpointInfo> mine = rdma_->Accept(*theirs);
-    if (!mine.ok()) return mine.status();
-    return EndpointInfoToJson(*mine);
-  }
-  return MakeError(ErrorCode::NOT_SUPPORTED, "unknown control request");
 }
 
 absl::Status TransferEngineOptions::ApplyEnv() {
@@ -135,7 +74,7 @@ absl::Status TransferEngineOptions::ApplyEnv() {
 }
 
 absl::StatusOr<std::unique_ptr<TransferEngine>> TransferEngine::Create(
-    TransferEngineOptions options) {
+    TransferEngineOptions options, TransferEngineSeams seams) {
   if (options.protocol != "tcp" && options.protocol != "rdma") {
     return MakeError(ErrorCode::NOT_SUPPORTED,
                      absl::StrCat("protocol \"", options.protocol,
@@ -144,7 +83,10 @@ absl::StatusOr<std::unique_ptr<TransferEngine>> TransferEngine::Create(
   if (options.tcp_lanes < 1 || options.tcp_slice_size == 0) {
     return MakeError(ErrorCode::INVALID_PARAMS, "tcp_lanes and tcp_slice_size must be positive");
   }
-  std::unique_ptr<TransferEngine> engine(new TransferEngine(std::move(options)));
+  if (seams.wake && seams.executor == nullptr) {
+    return MakeError(ErrorCode::INVALID_PARAMS, "an engine driven from outside needs an executor");
+  }
+  std::unique_ptr<TransferEngine> engine(new TransferEngine(std::move(options), std::move(seams)));
   absl::Status s = engine->Init();
   if (!s.ok()) return s;
   return engine;
@@ -164,10 +106,14 @@ absl::Status WrongIncarnation(const std::string& segment) {
 }
 }  // namespace
 
-TransferEngine::TransferEngine(TransferEngineOptions options)
-    : options_(std::move(options)), instance_(NewInstance()) {}
+TransferEngine::TransferEngine(TransferEngineOptions options, TransferEngineSeams seams)
+    : options_(std::move(options)),
+      seams_(std::move(seams)),
+      clock_(seams_.clock != nullptr ? seams_.clock : RealClock::Get()),
+      instance_(seams_.instance != 0 ? seams_.instance : NewInstance()) {}
 
 absl::Status TransferEngine::Init() {
+  host_id_ = seams_.host_id.empty() ? LocalHostId() : seams_.host_id;
   // "host" or "host:port" (a bare IPv6 address has no port).
   int port = 0;
   host_ = options_.local_server_name;
@@ -179,21 +125,42 @@ absl::Status TransferEngine::Init() {
     port = hp->port;
   }
   if (host_.empty()) return MakeError(ErrorCode::INVALID_PARAMS, "local_server_name has no host");
-  std::string bind = options_.bind_address.empty() ? host_ : options_.bind_address;
-
-  tcp_server_ = std::make_unique<TcpDataServer>(
-      &registry_,
-      [this](FrameOp op, const std::string& payload) { return HandleControl(op, payload); });
-  absl::Status s = tcp_server_->Start(bind, port);
-  if (!s.ok()) {
-    return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("transfer engine cannot listen on ",
-                                                             bind, ":", port, ": ", s.message()));
+  const bool driven = seams_.wake != nullptr;
+  if (seams_.executor != nullptr) {
+    executor_ = seams_.executor;
+  } else {
+    own_executor_ = std::make_unique<ThreadPoolExecutor>(4);
+    executor_ = own_executor_.get();
   }
-  rpc_port_ = tcp_server_->port();
-  segment_name_ = absl::StrCat(host_, ":", rpc_port_);
+  if (seams_.control != nullptr) {
+    control_ = seams_.control;
+  } else {
+    tcp_control_ = NewTcpControl();
+    control_ = tcp_control_.get();
+  }
+
+  if (options_.serve_tcp) {
+    std::string bind = options_.bind_address.empty() ? host_ : options_.bind_address;
+    tcp_server_ = std::make_unique<TcpDataServer>(
+        &registry_,
+        [this](FrameOp op, const std::string& payload) { return HandleControl(op, payload); });
+    absl::Status s = tcp_server_->Start(bind, port);
+    if (!s.ok()) {
+      return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("transfer engine cannot listen on ",
+                                                               bind, ":", port, ": ", s.message()));
+    }
+    rpc_port_ = tcp_server_->port();
+  } else {
+    if (port == 0) {
+      return MakeError(ErrorCode::INVALID_PARAMS,
+                       "an engine that serves no TCP port needs local_server_name host:port");
+    }
+    rpc_port_ = port;
+  }
+  segment_name_ = FormatHostPort(host_, rpc_port_);
 
   if (options_.protocol == "rdma") {
-    Verbs* verbs = options_.verbs;
+    Verbs* verbs = seams_.verbs;
     if (verbs == nullptr) {
       owned_verbs_ = std::make_unique<IbVerbs>();
       verbs = owned_verbs_.get();
@@ -201,14 +168,13 @@ absl::Status TransferEngine::Init() {
     RdmaOptions rdma = options_.rdma;
     rdma.instance = instance_;
     if (!options_.rdma_devices.empty()) rdma.devices = options_.rdma_devices;
-    handshake_ = std::make_unique<Handshake>(this);
-    rdma_ = std::make_unique<RdmaTransport>(verbs, RealClock::Get(), handshake_.get(),
-                                            segment_name_, rdma);
+    rdma_ =
+        std::make_unique<RdmaTransport>(verbs, clock_, control_, segment_name_, rdma, executor_);
     if (absl::Status r = rdma_->Init(); !r.ok()) {
       return MakeError(ToErrorCode(r),
                        absl::StrCat("cannot start the RDMA transport: ", r.message()));
     }
-    rdma_progress_ = std::thread([this] { RdmaProgressLoop(); });
+    if (!driven) rdma_progress_ = std::thread([this] { RdmaProgressLoop(); });
   }
 
   if (options_.allow_shm) {
@@ -221,11 +187,15 @@ absl::Status TransferEngine::Init() {
     }
   }
 
-  if (options_.metadata_server != kP2PHandshake) {
+  if (seams_.metadata != nullptr) {
+    metadata_ = seams_.metadata;
+  } else if (options_.metadata_server != kP2PHandshake) {
     auto client = metadata::NewMetadataClient(options_.metadata_server);
     if (!client.ok()) return client.status();
     metadata_ = std::move(*client);
-    s = metadata_->Put(RpcMetaKey(segment_name_), RpcMetaToJson({host_, rpc_port_}));
+  }
+  if (metadata_ != nullptr) {
+    absl::Status s = metadata_->Put(RpcMetaKey(segment_name_), RpcMetaToJson({host_, rpc_port_}));
     if (!s.ok()) {
       return MakeError(
           ToErrorCode(s) == ErrorCode::INTERNAL_ERROR ? ErrorCode::RPC_FAIL : ToErrorCode(s),
@@ -234,10 +204,11 @@ absl::Status TransferEngine::Init() {
     }
     if (absl::Status p = Publish(); !p.ok()) return p;
   }
-  if (options_.copy_threads > 1) {
+  if (options_.copy_threads > 1 && !driven) {
     copy_pool_ = std::make_unique<ThreadPoolExecutor>(options_.copy_threads - 1);
   }
-  watchdog_ = std::thread([this] { WatchdogLoop(); });
+  copier_ = std::make_unique<CopyRunner>(&registry_, copy_pool_.get(), options_.copy_threads);
+  if (!driven) watchdog_ = std::thread([this] { WatchdogLoop(); });
   MC_LOG(INFO) << "transfer engine " << segment_name_ << " up (metadata "
                << options_.metadata_server << ", shm " << (shm_exporter_ ? "on" : "off") << ")";
   return absl::OkStatus();
@@ -245,8 +216,10 @@ absl::Status TransferEngine::Init() {
 
 TransferEngine::~TransferEngine() {
   stopping_.store(true);
+  *alive_ = false;
   if (watchdog_.joinable()) watchdog_.join();
   if (rdma_progress_.joinable()) rdma_progress_.join();
+  own_executor_.reset();  // queued background work sees alive_ false and returns
   if (metadata_ != nullptr) {
     metadata_->Remove(SegmentDescriptorKey(segment_name_)).IgnoreError();
     metadata_->Remove(RpcMetaKey(segment_name_)).IgnoreError();
@@ -256,7 +229,9 @@ TransferEngine::~TransferEngine() {
   {
     absl::MutexLock lock(&seg_mu_);
     segments_.clear();
+    segment_ids_.clear();
   }
+  rdma_.reset();
   absl::MutexLock lock(&shm_mu_);
   for (auto& [addr, fd] : shm_fds_) {
     auto buf = registry_.Unregister(addr);
@@ -264,11 +239,37 @@ TransferEngine::~TransferEngine() {
   }
 }
 
+void TransferEngine::Schedule(std::function<void()> fn) {
+  executor_->Schedule([alive = std::weak_ptr<bool>(alive_), fn = std::move(fn)] {
+    std::shared_ptr<bool> a = alive.lock();
+    if (a != nullptr && *a) fn();
+  });
+}
+
+absl::StatusOr<std::string> TransferEngine::HandleControl(FrameOp op, const std::string& payload) {
+  if (op == FrameOp::kGetDescriptor) return DescriptorJson();
+  if (op == FrameOp::kRdmaHandshake) {
+    absl::StatusOr<EndpointInfo> theirs = ParseEndpointInfo(payload);
+    if (!theirs.ok()) return MakeError(ErrorCode::INVALID_PARAMS, theirs.status().message());
+    absl::StatusOr<EndpointInfo> mine = AcceptRdma(*theirs);
+    if (!mine.ok()) return mine.status();
+    return EndpointInfoToJson(*mine);
+  }
+  return MakeError(ErrorCode::NOT_SUPPORTED, "unknown control request");
+}
+
+absl::StatusOr<EndpointInfo> TransferEngine::AcceptRdma(const EndpointInfo& remote) {
+  if (rdma_ == nullptr) {
+    return MakeError(ErrorCode::NOT_SUPPORTED, "this engine does not run the RDMA transport");
+  }
+  return rdma_->Accept(remote);
+}
+
 std::string TransferEngine::DescriptorJson() const {
   SegmentDescriptor d;
   d.name = segment_name_;
   d.protocol = options_.protocol;
-  d.host_id = LocalHostId();
+  d.host_id = host_id_;
   d.shm_socket = shm_exporter_ ? shm_exporter_->name() : "";
   d.tcp_host = host_;
   d.tcp_port = rpc_port_;
@@ -388,156 +389,27 @@ absl::Status TransferEngine::FreeSharedMemory(void* addr) {
   return published;
 }
 
-absl::StatusOr<SegmentDescriptor> TransferEngine::FetchDescriptor(const std::string& name) {
-  if (metadata_ != nullptr) {
-    absl::StatusOr<std::string> json = metadata_->Get(SegmentDescriptorKey(name));
-    if (!json.ok()) {
-      ErrorCode code = json.status().code() == absl::StatusCode::kNotFound
-                           ? ErrorCode::SEGMENT_NOT_FOUND
-                           : ErrorCode::RPC_FAIL;
-      return MakeError(code, absl::StrCat("segment ", name, ": ", json.status().message()));
-    }
-    absl::StatusOr<SegmentDescriptor> desc = ParseSegmentDescriptor(*json);
-    if (!desc.ok()) return desc.status();
-    if (desc->tcp_host.empty() || desc->tcp_port == 0) {  // published by a Mooncake-shaped writer
-      absl::StatusOr<std::string> meta = metadata_->Get(RpcMetaKey(name));
-      if (!meta.ok()) return MakeError(ErrorCode::SEGMENT_NOT_FOUND, meta.status().message());
-      absl::StatusOr<RpcMeta> rpc = ParseRpcMeta(*meta);
-      if (!rpc.ok()) return rpc.status();
-      desc->tcp_host = rpc->ip_or_host_name;
-      desc->tcp_port = rpc->rpc_port;
-    }
-    return desc;
+std::shared_ptr<TransferBatch> TransferEngine::Submit(const std::vector<TransferRequest>& requests,
+                                                      TransferBatch::Callback on_done) {
+  auto batch = std::make_shared<TransferBatch>(requests.size(), std::move(on_done));
+  if (requests.empty()) {
+    batch->RunCallbackIfEmpty();
+    return batch;
   }
-  // P2P handshake: the segment name is the peer's host:port; ask it directly.
-  absl::StatusOr<HostPort> peer = ParseHostPort(name);
-  if (!peer.ok()) {
-    return MakeError(ErrorCode::SEGMENT_NOT_FOUND,
-                     absl::StrCat("in P2PHANDSHAKE mode segment names are host:port: ",
-                                  peer.status().message()));
-  }
-  absl::StatusOr<std::string> json =
-      ControlCall(peer->host, peer->port, FrameOp::kGetDescriptor, "", options_.connect_timeout);
-  if (!json.ok()) {
-    return MakeError(
-        ErrorCode::SEGMENT_NOT_FOUND,
-        absl::StrCat("segment ", name, ": handshake failed: ", json.status().message()));
-  }
-  return ParseSegmentDescriptor(*json);
-}
-
-absl::StatusOr<SegmentId> TransferEngine::OpenSegment(const std::string& name) {
-  if (name.empty()) return MakeError(ErrorCode::INVALID_PARAMS, "empty segment name");
-  std::shared_ptr<Segment> seg;
-  SegmentId id;
-  {
-    absl::MutexLock lock(&seg_mu_);
-    auto it = segment_ids_.find(name);
-    if (it != segment_ids_.end()) return it->second;
-    id = next_segment_id_++;
-    seg = std::make_shared<Segment>(name);
-  }
-  // Resolve outside seg_mu_: it may block on the network.
-  {
-    absl::MutexLock lock(&seg->mu);
-    if (name == segment_name_ && options_.allow_local_memcpy) {
-      seg->route = Route::kLocal;
-    } else {
-      absl::StatusOr<SegmentDescriptor> desc = FetchDescriptor(name);
-      if (!desc.ok()) return desc.status();
-      seg->desc = std::move(*desc);
-      SetupRoutes(seg.get());
-    }
-    seg->resolved = true;
-  }
-  absl::MutexLock lock(&seg_mu_);
-  auto [it, inserted] = segment_ids_.emplace(name, id);
-  if (!inserted) return it->second;  // another thread opened it meanwhile
-  segments_[id] = std::move(seg);
-  return id;
-}
-
-absl::Status TransferEngine::CloseSegment(SegmentId id) {
-  absl::MutexLock lock(&seg_mu_);
-  auto it = segments_.find(id);
-  if (it == segments_.end()) {
-    return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("unknown segment id ", id));
-  }
-  segment_ids_.erase(it->second->name);
-  segments_.erase(it);
-  return absl::OkStatus();
-}
-
-void TransferEngine::SetupRoutes(Segment* seg) {
-  TcpPeerOptions tcp;
-  tcp.lanes = options_.tcp_lanes;
-  tcp.slice_size = options_.tcp_slice_size;
-  tcp.connect_timeout = options_.connect_timeout;
-  // Keep an existing TcpPeer when its address is unchanged: it reconnects its own lanes.
-  if (seg->tcp == nullptr || seg->tcp->host() != seg->desc.tcp_host ||
-      seg->tcp->port() != seg->desc.tcp_port) {
-    seg->tcp = std::make_shared<TcpPeer>(seg->name, seg->desc.tcp_host, seg->desc.tcp_port, tcp);
-  }
-  seg->shared_desc = std::make_shared<const SegmentDescriptor>(seg->desc);
-  seg->shm.reset();
-  seg->route = Route::kTcp;
-  seg->use_rdma = rdma_ != nullptr && seg->desc.protocol == "rdma" && !seg->desc.devices.empty();
-  if (seg->use_rdma) seg->route = Route::kRdma;
-  bool any_shared = false;
-  for (const BufferDesc& b : seg->desc.buffers) any_shared |= b.shm;
-  if (options_.allow_shm && shm_exporter_ != nullptr && seg->desc.host_id == LocalHostId() &&
-      !seg->desc.shm_socket.empty() && any_shared) {
-    absl::StatusOr<std::unique_ptr<ShmPeer>> shm = ShmPeer::Connect(seg->desc.shm_socket);
-    if (shm.ok()) {
-      // Read the generation, then the descriptor again: a change after this read bumps it.
-      seg->shm_generation = (*shm)->Generation();
-      absl::StatusOr<SegmentDescriptor> fresh = FetchDescriptor(seg->name);
-      if (fresh.ok()) {
-        seg->desc = std::move(*fresh);
-        seg->shared_desc = std::make_shared<const SegmentDescriptor>(seg->desc);
-      }
-      seg->shm = std::move(*shm);
-      seg->route = Route::kShm;
-    } else {
-      MC_LOG(WARNING) << "segment " << seg->name
-                      << ": shared memory unavailable, using TCP: " << shm.status();
-    }
-  }
-}
-
-std::shared_ptr<TransferEngine::Segment> TransferEngine::GetSegment(SegmentId id) {
-  absl::MutexLock lock(&seg_mu_);
-  auto it = segments_.find(id);
-  return it == segments_.end() ? nullptr : it->second;
-}
-
-absl::StatusOr<TransferEngine::Route> TransferEngine::RouteTo(SegmentId id) {
-  std::shared_ptr<Segment> seg = GetSegment(id);
-  if (seg == nullptr) {
-    return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("unknown segment id ", id));
-  }
-  absl::MutexLock lock(&seg->mu);
-  return seg->route;
-}
-
-std::shared_ptr<TransferBatch> TransferEngine::Submit(
-    const std::vector<TransferRequest>& requests) {
-  auto batch = std::make_shared<TransferBatch>(requests.size());
-  std::set<TcpPeer*> touched;
-  std::set<Segment*> refreshed;
-  std::vector<std::shared_ptr<TcpPeer>> keep_alive;
-  // Same-process and shared-memory requests become plain copies, run together at the end.
-  std::vector<PendingCopy> copies;
-  std::vector<std::shared_ptr<ShmPeer>> mappings_in_use;
+  SubmitContext ctx(batch);
+  std::vector<Segment*> refreshed;  // once per batch and segment
+  // Views used by this Submit; their routes stay alive until the work is queued.
+  std::vector<std::shared_ptr<const SegmentView>> views;
+  const int64_t now = clock_->NowNanos();
   for (size_t i = 0; i < requests.size(); ++i) {
     const TransferRequest& r = requests[i];
-    const bool is_write = r.opcode == TransferRequest::Opcode::kWrite;
-    char* local = static_cast<char*>(r.local);
+    const TransferOp op{i, r.opcode == TransferRequest::Opcode::kWrite, static_cast<char*>(r.local),
+                        r.remote_addr, r.length};
     if (r.length == 0) {
       batch->Finish(i, absl::OkStatus());
       continue;
     }
-    if (auto lb = registry_.Find(reinterpret_cast<uint64_t>(local), r.length, false); !lb.ok()) {
+    if (auto lb = registry_.Find(reinterpret_cast<uint64_t>(r.local), r.length, false); !lb.ok()) {
       batch->Finish(i, MakeError(ErrorCode::INVALID_PARAMS,
                                  absl::StrCat("local buffer: ", lb.status().message())));
       continue;
@@ -548,151 +420,112 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(
           i, MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("unknown segment id ", r.segment)));
       continue;
     }
-    absl::MutexLock lock(&seg->mu);
-    if (seg->route == Route::kLocal) {
+    seg->last_used_ns.store(now, std::memory_order_relaxed);
+    absl::StatusOr<std::shared_ptr<const SegmentView>> resolved = View(seg.get());
+    if (!resolved.ok()) {
+      batch->Finish(i, MakeError(ErrorCode::TRANSFER_FAIL,
+                                 absl::StrCat("peer ", seg->name,
+                                              " unreachable: ", resolved.status().message())));
+      continue;
+    }
+    std::shared_ptr<const SegmentView> view = std::move(*resolved);
+    if (view->self) {
       if (r.segment_instance != 0 && r.segment_instance != instance_) {
         batch->Finish(i, WrongIncarnation(seg->name));
         continue;
       }
-      char* remote = reinterpret_cast<char*>(r.remote_addr);
-      copies.push_back({i, is_write ? remote : local, is_write ? local : remote, r.length,
-                        /*check_remote=*/true});
+      view->routes.front()->Submit(op, &ctx);
+      views.push_back(std::move(view));
       continue;
     }
-    if (seg->stale) {
-      // A connection to this peer failed: refresh its descriptor (it may have restarted).
-      absl::StatusOr<SegmentDescriptor> desc = FetchDescriptor(seg->name);
-      if (!desc.ok()) {
-        batch->Finish(i, MakeError(ErrorCode::TRANSFER_FAIL,
-                                   absl::StrCat("peer ", seg->name,
-                                                " unreachable: ", desc.status().message())));
-        continue;
-      }
-      seg->desc = std::move(*desc);
-      seg->stale = false;
-      SetupRoutes(seg.get());
-    }
-    const bool shm_changed = seg->shm != nullptr && seg->shm->Generation() != seg->shm_generation;
-    const bool other_instance = r.segment_instance != 0 && seg->desc.instance != r.segment_instance;
-    const BufferDesc* remote = seg->desc.FindBuffer(r.remote_addr, r.length);
-    if ((remote == nullptr || shm_changed || other_instance) && !refreshed.count(seg.get())) {
-      // The peer registered or freed memory since we read its descriptor: read it again (once per
-      // batch and segment) before deciding.
-      refreshed.insert(seg.get());
-      absl::StatusOr<SegmentDescriptor> desc = FetchDescriptor(seg->name);
-      if (desc.ok()) {
-        seg->desc = std::move(*desc);
-        SetupRoutes(seg.get());
-        remote = seg->desc.FindBuffer(r.remote_addr, r.length);
+    // Decide against one view; if it looks out of date, read the peer again (once per batch).
+    bool wrong_instance = false, covered = false, healthy = false;
+    const Route* route = nullptr;
+    auto judge = [&] {
+      wrong_instance = r.segment_instance != 0 && view->desc->instance != r.segment_instance;
+      covered = view->desc->Covers(r.remote_addr, r.length);
+      route = covered ? view->RouteFor(r.remote_addr, r.length) : nullptr;
+      healthy = route != nullptr && const_cast<Route*>(route)->Healthy();
+    };
+    judge();
+    if ((wrong_instance || !covered || !healthy) &&
+        std::find(refreshed.begin(), refreshed.end(), seg.get()) == refreshed.end()) {
+      refreshed.push_back(seg.get());
+      absl::StatusOr<std::shared_ptr<const SegmentView>> again = Refresh(seg.get(), view);
+      if (again.ok()) {
+        view = std::move(*again);
+        judge();
       }
     }
-    if (r.segment_instance != 0 && seg->desc.instance != r.segment_instance) {
+    if (wrong_instance) {
       batch->Finish(i, WrongIncarnation(seg->name));
       continue;
     }
-    if (remote == nullptr) {
+    if (!covered) {
       batch->Finish(i, MakeError(ErrorCode::INVALID_PARAMS,
                                  absl::StrFormat("remote range [%#x, +%u) is outside every buffer "
                                                  "of segment %s",
                                                  r.remote_addr, r.length, seg->name)));
       continue;
     }
-    if (remote->shm && seg->shm != nullptr) {
-      if (!seg->shm->Alive()) {
-        seg->shm.reset();
+    if (route == nullptr || !healthy) {
+      {
+        absl::MutexLock lock(&seg->mu);
         seg->stale = true;
-        seg->route = Route::kTcp;
-        batch->Finish(
-            i, MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat("peer ", seg->name, " is gone")));
-        continue;
       }
-      absl::StatusOr<char*> mapped =
-          seg->shm->Translate(remote->addr, remote->length, r.remote_addr);
-      if (!mapped.ok()) {
-        batch->Finish(i, mapped.status());
-        continue;
-      }
-      if (mappings_in_use.empty() || mappings_in_use.back() != seg->shm) {
-        mappings_in_use.push_back(seg->shm);  // the mapping outlives the copy
-      }
-      copies.push_back({i, is_write ? *mapped : local, is_write ? local : *mapped, r.length,
-                        /*check_remote=*/false});
+      batch->Finish(
+          i, MakeError(ErrorCode::TRANSFER_FAIL,
+                       absl::StrCat("peer ", seg->name,
+                                    route == nullptr ? " has no route from here" : " is gone")));
       continue;
     }
-    if (seg->use_rdma) {
-      rdma_->Submit(batch, i, is_write, reinterpret_cast<uint64_t>(local), r.remote_addr, r.length,
-                    seg->shared_desc);
-      continue;
-    }
-    seg->tcp->Submit(batch, i, is_write, local, r.remote_addr, r.length);
-    if (touched.insert(seg->tcp.get()).second) keep_alive.push_back(seg->tcp);
+    const_cast<Route*>(route)->Submit(op, &ctx);
+    views.push_back(std::move(view));
   }
-  for (const auto& peer : keep_alive) peer->Flush();  // network first: it overlaps the copies
-  if (!copies.empty()) RunCopies(requests, &copies, batch.get());
+  ctx.Finish(*copier_);  // network work first, then the copies
   return batch;
-}
-
-void TransferEngine::RunCopies(const std::vector<TransferRequest>& requests,
-                               std::vector<PendingCopy>* copies, TransferBatch* batch) {
-  // Every range stays registered until the copies are done: Unregister waits for the view.
-  MemoryRegistry::ReadView view(registry_);
-  std::vector<CopyChunk> chunks;
-  std::vector<size_t> done;
-  for (PendingCopy& c : *copies) {
-    const TransferRequest& r = requests[c.request];
-    absl::Status s = view.Find(reinterpret_cast<uint64_t>(r.local), r.length, false).status();
-    if (s.ok() && c.check_remote) s = view.Find(r.remote_addr, r.length, true).status();
-    if (!s.ok()) {
-      batch->Finish(c.request, s);
-      continue;
-    }
-    const bool overlap = c.dst < c.src + c.length && c.src < c.dst + c.length;
-    if (overlap) {
-      memmove(c.dst, c.src, c.length);  // only a request within one engine's own memory
-    } else {
-      for (uint64_t off = 0; off < c.length; off += kCopyChunk) {
-        chunks.push_back({c.dst + off, c.src + off, std::min(kCopyChunk, c.length - off)});
-      }
-    }
-    done.push_back(c.request);
-  }
-  ParallelCopy(chunks);
-  for (size_t request : done) batch->Finish(request, absl::OkStatus());
-}
-
-void TransferEngine::ParallelCopy(const std::vector<CopyChunk>& chunks) {
-  uint64_t total = 0;
-  for (const CopyChunk& c : chunks) total += c.length;
-  std::atomic<size_t> next{0};
-  auto work = [&chunks, &next] {
-    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < chunks.size();) {
-      memcpy(chunks[i].dst, chunks[i].src, chunks[i].length);
-    }
-  };
-  // Small batches are not worth waking a helper; large ones use every core (one thread's memcpy
-  // is bound by its own memory latency, not by the memory bus).
-  const int helpers = copy_pool_ == nullptr || total < kParallelCopyThreshold
-                          ? 0
-                          : std::min<int>(options_.copy_threads - 1, chunks.size() - 1);
-  if (helpers <= 0) {
-    work();
-    return;
-  }
-  absl::BlockingCounter pending(helpers);
-  for (int h = 0; h < helpers; ++h) {
-    copy_pool_->Schedule([&work, &pending] {
-      work();
-      pending.DecrementCount();
-    });
-  }
-  work();
-  pending.Wait();
 }
 
 std::vector<absl::Status> TransferEngine::Transfer(const std::vector<TransferRequest>& requests) {
   std::shared_ptr<TransferBatch> batch = Submit(requests);
-  batch->Wait();  // the watchdog bounds how long any request can stay in flight
+  // Every transport finishes its requests within transfer_timeout (TCP: the watchdog, then the
+  // fence of a broken connection; RDMA: its retry budget); the margin covers the fence.
+  const absl::Duration bound =
+      options_.transfer_timeout + 2 * options_.connect_timeout + absl::Seconds(5);
+  if (!batch->Wait(bound)) {
+    MC_LOG(ERROR) << "transfer engine " << segment_name_ << ": a batch of " << requests.size()
+                  << " requests did not finish within " << absl::FormatDuration(bound);
+    std::vector<absl::Status> out = batch->statuses();
+    for (absl::Status& s : out) {
+      if (absl::IsUnavailable(s) && s.message() == "pending") {
+        s = MakeError(ErrorCode::TRANSFER_FAIL,
+                      absl::StrCat("did not finish within ", absl::FormatDuration(bound)));
+      }
+    }
+    return out;
+  }
   return batch->statuses();
+}
+
+int TransferEngine::Poll() { return rdma_ != nullptr ? rdma_->Poll() : 0; }
+
+bool TransferEngine::Idle() const { return rdma_ == nullptr || rdma_->Idle(); }
+
+void TransferEngine::FenceInbound() {
+  if (tcp_server_ != nullptr) tcp_server_->FenceAll();
+}
+
+TransferEngine::Stats TransferEngine::GetStats() const {
+  Stats s;
+  {
+    absl::MutexLock lock(&seg_mu_);
+    s.segments = segments_.size();
+  }
+  if (rdma_ != nullptr) {
+    s.rdma_peers = rdma_->num_peers();
+    s.rdma_accepted = rdma_->num_accepted();
+  }
+  return s;
 }
 
 void TransferEngine::RdmaProgressLoop() {
@@ -704,30 +537,6 @@ void TransferEngine::RdmaProgressLoop() {
       continue;
     }
     if (++idle_rounds > 64) usleep(rdma_->Idle() ? 200 : 5);
-  }
-}
-
-void TransferEngine::WatchdogLoop() {
-  while (!stopping_.load()) {
-    usleep(50 * 1000);
-    std::vector<std::shared_ptr<Segment>> segs;
-    {
-      absl::MutexLock lock(&seg_mu_);
-      for (auto& [id, s] : segments_) segs.push_back(s);
-    }
-    for (auto& seg : segs) {
-      std::shared_ptr<TcpPeer> tcp;
-      {
-        absl::MutexLock lock(&seg->mu);
-        tcp = seg->tcp;
-      }
-      if (tcp == nullptr) continue;
-      tcp->CheckTimeouts(options_.transfer_timeout);
-      if (tcp->TakeFailureFlag()) {
-        absl::MutexLock lock(&seg->mu);
-        seg->stale = true;
-      }
-    }
   }
 }
 

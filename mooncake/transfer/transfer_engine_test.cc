@@ -57,8 +57,7 @@ class EngineRouteTest : public ::testing::TestWithParam<bool> {
     auto seg = client_->OpenSegment(server_->segment_name());
     ASSERT_TRUE(seg.ok()) << seg.status();
     seg_ = *seg;
-    EXPECT_EQ(*client_->RouteTo(seg_),
-              shm ? TransferEngine::Route::kShm : TransferEngine::Route::kTcp);
+    EXPECT_EQ(*client_->RouteTo(seg_), shm ? RouteKind::kShm : RouteKind::kTcp);
   }
   uint64_t R(uint64_t off) { return reinterpret_cast<uint64_t>(remote_) + off; }
 
@@ -161,7 +160,7 @@ TEST(TransferEngineTest, SameEngineUsesMemcpyAndChecksRanges) {
   ASSERT_TRUE(e->RegisterLocalMemory(b.data(), b.size()).ok());
   auto seg = e->OpenSegment(e->segment_name());
   ASSERT_TRUE(seg.ok());
-  EXPECT_EQ(*e->RouteTo(*seg), TransferEngine::Route::kLocal);
+  EXPECT_EQ(*e->RouteTo(*seg), RouteKind::kLocal);
   auto st =
       e->Transfer({{Op::kWrite, a.data(), *seg, reinterpret_cast<uint64_t>(b.data()), a.size()}});
   ASSERT_TRUE(st[0].ok()) << st[0];
@@ -315,7 +314,7 @@ TEST(TransferEngineRefreshTest, SharedBufferFreedAndReallocatedIsNotWrittenThrou
   ASSERT_TRUE(first.ok());
   auto seg = client->OpenSegment(server->segment_name());
   ASSERT_TRUE(seg.ok());
-  ASSERT_EQ(*client->RouteTo(*seg), TransferEngine::Route::kShm);
+  ASSERT_EQ(*client->RouteTo(*seg), RouteKind::kShm);
   uint64_t addr = reinterpret_cast<uint64_t>(*first);
   ASSERT_TRUE(client->Transfer({{Op::kWrite, local.data(), *seg, addr, 4096}})[0].ok());
   // Free and allocate again: the kernel usually hands back the same address, a new memfd.

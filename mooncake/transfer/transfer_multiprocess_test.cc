@@ -61,8 +61,8 @@ TEST_F(MultiProcessTest, ReadsWhatAnotherProcessHoldsOverShmAndTcp) {
   auto s1 = engine_->OpenSegment(shm.name);
   auto s2 = engine_->OpenSegment(tcp.name);
   ASSERT_TRUE(s1.ok() && s2.ok()) << s1.status() << s2.status();
-  EXPECT_EQ(*engine_->RouteTo(*s1), TransferEngine::Route::kShm);
-  EXPECT_EQ(*engine_->RouteTo(*s2), TransferEngine::Route::kTcp);
+  EXPECT_EQ(*engine_->RouteTo(*s1), RouteKind::kShm);
+  EXPECT_EQ(*engine_->RouteTo(*s2), RouteKind::kTcp);
   uint8_t* a = local_.data();
   uint8_t* b = local_.data() + (16 << 20);
   auto st = engine_->Transfer(
@@ -149,7 +149,7 @@ TEST_F(MultiProcessTest, DeadSharedMemoryPeerIsReportedNotSilentlyWritten) {
   Peer p = StartPeer({"--size=4mb", "--shm=true"});
   auto seg = engine_->OpenSegment(p.name);
   ASSERT_TRUE(seg.ok());
-  ASSERT_EQ(*engine_->RouteTo(*seg), TransferEngine::Route::kShm);
+  ASSERT_EQ(*engine_->RouteTo(*seg), RouteKind::kShm);
   ASSERT_TRUE(engine_->Transfer({{Op::kWrite, local_.data(), *seg, p.addr, 4096}})[0].ok());
   p.process->Kill(SIGKILL);
   absl::Status s = engine_->Transfer({{Op::kWrite, local_.data(), *seg, p.addr, 4096}})[0];

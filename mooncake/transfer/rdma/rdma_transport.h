@@ -1,14 +1,16 @@
 // RdmaTransport: one-sided RDMA READ/WRITE over RC queue pairs, striped across several NICs.
 //
-// Control path (this file, rdma_transport.cc): devices, memory registration in chunks below each
-// NIC's max_mr_size, endpoints (one per (local NIC, remote NIC) rail, each with several RC QPs)
-// connected through an RdmaHandshake. Data path (Poll): requests are cut into slices (64 KiB by
-// default); each Poll posts waiting slices to any rail with room, polls the CQs, and finishes
-// slices.
+// Control path (rdma_connection.cc): devices, memory registration in chunks below each NIC's
+// max_mr_size, endpoints (one per (local NIC, remote NIC) rail, each with several RC QPs) connected
+// through an RdmaHandshake, and the endpoints peers connected to us (accepted). Data path
+// (rdma_transport.cc): requests are cut into slices (64 KiB by default, and at MR chunk boundaries
+// on both sides, so a request may span chunks); each Poll posts waiting slices to any rail with
+// room, polls the CQs, and finishes slices.
 //
 // Progress is explicit: nothing happens outside Submit() and Poll(). Production runs Poll() on a
-// worker thread; the simulator calls it between events. The transport never blocks in Poll() except
-// for the endpoint handshake.
+// worker thread; the simulator calls it between events. With an Executor, rail handshakes run
+// there and Poll() never blocks; without one (tests of the transport alone) a rail's first post
+// runs its handshake inline.
 //
 // Failures: the first error completion puts a QP in ERROR and flushes the rest (VERBS.md), so the
 // endpoint is torn down and re-handshaken on next use. RETRY_EXC_ERR pauses the rail for
@@ -34,6 +36,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "mooncake/common/clock.h"
+#include "mooncake/common/executor.h"
 #include "mooncake/transfer/rdma/verbs.h"
 #include "mooncake/transfer/segment_descriptor.h"
 #include "mooncake/transfer/transfer_batch.h"
@@ -42,6 +45,7 @@ namespace mooncake {
 
 struct RdmaOptions {
   std::vector<std::string> devices;  // MOONCAKE_DEVICE, e.g. {"erdma_0", "erdma_1"}
+  // At most the ports' max_msg_sz and 2^31 (a work request's length is 32 bits).
   uint64_t slice_size = 64 << 10;
   int qps_per_endpoint = 2;
   int max_wr_per_qp = 32;     // outstanding work requests per QP
@@ -84,9 +88,9 @@ class RdmaHandshake {
 
 class RdmaTransport {
  public:
-  // `verbs`, `clock` and `handshake` must outlive the transport.
+  // `verbs`, `clock`, `handshake` and `executor` (may be null) must outlive the transport.
   RdmaTransport(Verbs* verbs, Clock* clock, RdmaHandshake* handshake, std::string segment_name,
-                RdmaOptions options);
+                RdmaOptions options, Executor* executor = nullptr);
   ~RdmaTransport();
   RdmaTransport(const RdmaTransport&) = delete;
   RdmaTransport& operator=(const RdmaTransport&) = delete;
@@ -129,6 +133,16 @@ class RdmaTransport {
   // Stats per rail to `peer_segment`, for tests and benchmarks.
   std::vector<RailStats> Stats(const std::string& peer_segment) const;
 
+  // ForgetPeer tears down the rails to `peer_segment` if nothing of it is queued, in flight or
+  // connecting; true if it is gone.
+  bool ForgetPeer(const std::string& peer_segment);
+  // AcceptedPeers lists the (segment, instance) of every peer with endpoints accepted here.
+  std::vector<std::pair<std::string, uint64_t>> AcceptedPeers() const;
+  // DropAccepted destroys the endpoints a peer process (instance 0: any) connected to us.
+  void DropAccepted(const std::string& peer_segment, uint64_t instance);
+  size_t num_peers() const;
+  size_t num_accepted() const;
+
  private:
   struct Device;
   struct Rail;
@@ -136,13 +150,42 @@ class RdmaTransport {
   struct Slice;
   struct Region;
 
+  struct Accepted;
   absl::StatusOr<Peer*> GetPeerLocked(const std::shared_ptr<const SegmentDescriptor>& desc)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ConnectLocked(Rail* rail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // StartConnectLocked creates the rail's QPs and runs its handshake: on the executor (the rail
+  // stays `connecting` until FinishConnectLocked), or inline without one. Returns the inline result
+  // (OK while connecting in the background).
+  absl::Status StartConnectLocked(Peer* peer, size_t rail_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status FinishConnectLocked(const std::string& peer_name, size_t rail_index, uint64_t seq,
+                                   std::vector<ibv_qp*> qps, uint32_t psn,
+                                   const absl::StatusOr<EndpointInfo>& theirs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ChargeWaitingLocked counts one failed try against every slice waiting for `peer` (its rails
+  // could not be connected), failing those out of tries.
+  void ChargeWaitingLocked(Peer* peer, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FailOtherIncarnationLocked fails every waiting slice of `peer` submitted for another process
+  // than `instance` (the peer restarted).
+  void FailOtherIncarnationLocked(Peer* peer, uint64_t instance, const absl::Status& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<ibv_qp*>> CreateQps(Device* dev, int count);
   absl::Status ConnectQps(Device* dev, const std::vector<ibv_qp*>& qps, const EndpointInfo& remote,
                           uint32_t local_psn);
   void TearDownLocked(Rail* rail) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A finished request or slice, delivered to its batch once mu_ is released (a batch's completion
+  // callback may submit again).
+  struct Completion {
+    std::shared_ptr<TransferBatch> batch;
+    size_t request;
+    absl::Status status;
+    bool slice;  // SliceDone; else Finish (a request that got no slices)
+  };
+  static void Deliver(std::vector<Completion>* done);
+  void SubmitLocked(const std::shared_ptr<TransferBatch>& batch, size_t request, bool is_write,
+                    uint64_t local_addr, uint64_t remote_addr, uint64_t length,
+                    const std::shared_ptr<const SegmentDescriptor>& peer)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int PollLocked(std::vector<Completion>* done);
   enum class PostResult { kPosted, kFinished, kNoRoom, kFailed };
   // TryPostLocked posts one waiting slice on the first rail of its peer with room.
   PostResult TryPostLocked(Peer* peer, uint32_t slot, int64_t now, absl::Status* error)
@@ -159,16 +202,20 @@ class RdmaTransport {
   RdmaHandshake* const handshake_;
   const std::string segment_name_;
   const RdmaOptions options_;
+  Executor* const executor_;
+  // Handshakes running on the executor check it before touching the transport.
+  const std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   mutable absl::Mutex mu_;
   std::vector<std::unique_ptr<Device>> devices_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::unique_ptr<Region>> regions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   // Responder-side QPs, by (peer segment, peer NIC, local NIC).
-  std::map<std::string, std::vector<ibv_qp*>> accepted_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Accepted> accepted_ ABSL_GUARDED_BY(mu_);
   std::vector<Slice> slots_ ABSL_GUARDED_BY(mu_);  // wr_id indexes this
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Completion> completions_ ABSL_GUARDED_BY(mu_);
   uint32_t next_psn_ ABSL_GUARDED_BY(mu_) = 1;
 };
 

@@ -50,7 +50,7 @@ TEST(RxeTest, WriteThenReadBackOverRealVerbs) {
   ASSERT_TRUE((*a)->RegisterLocalMemory(back.data(), back.size()).ok());
   auto seg = (*a)->OpenSegment((*b)->segment_name());
   ASSERT_TRUE(seg.ok()) << seg.status();
-  EXPECT_EQ(*(*a)->RouteTo(*seg), TransferEngine::Route::kRdma);
+  EXPECT_EQ(*(*a)->RouteTo(*seg), RouteKind::kRdma);
   uint64_t r = reinterpret_cast<uint64_t>(remote.data());
   using Op = TransferRequest::Opcode;
   auto st = (*a)->Transfer({{Op::kWrite, local.data(), *seg, r, local.size()}});

@@ -240,7 +240,7 @@ bool ShmPeer::Alive() {
 }
 
 absl::StatusOr<char*> ShmPeer::Translate(uint64_t buffer_addr, uint64_t buffer_length,
-                                         uint64_t addr) {
+                                         uint64_t addr, uint64_t length) {
   absl::MutexLock lock(&mu_);
   auto it = mappings_.find(buffer_addr);
   if (it == mappings_.end()) {
@@ -266,8 +266,11 @@ absl::StatusOr<char*> ShmPeer::Translate(uint64_t buffer_addr, uint64_t buffer_l
     return MakeError(ErrorCode::INVALID_PARAMS,
                      absl::StrFormat("buffer %#x changed size (descriptor is stale)", buffer_addr));
   }
-  if (addr < buffer_addr || addr - buffer_addr > m.length) {
-    return MakeError(ErrorCode::INVALID_PARAMS, "address outside the shared buffer");
+  if (addr < buffer_addr || addr - buffer_addr > m.length ||
+      length > m.length - (addr - buffer_addr)) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrFormat("range [%#x, +%u) is not inside the shared buffer [%#x, +%u)",
+                                     addr, length, buffer_addr, m.length));
   }
   return m.base + (addr - buffer_addr);
 }

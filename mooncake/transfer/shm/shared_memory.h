@@ -74,9 +74,11 @@ class ShmPeer {
   // Generation is the owner's current buffer generation (see the file comment).
   uint64_t Generation() const;
 
-  // Translate returns the local address of remote [addr, addr + length) inside the owner's buffer
-  // that starts at `buffer_addr` with `buffer_length` bytes, mapping it on first use.
-  absl::StatusOr<char*> Translate(uint64_t buffer_addr, uint64_t buffer_length, uint64_t addr);
+  // Translate returns the local address of remote [addr, addr + length), which must lie wholly
+  // inside the owner's buffer that starts at `buffer_addr` with `buffer_length` bytes, mapping the
+  // buffer on first use.
+  absl::StatusOr<char*> Translate(uint64_t buffer_addr, uint64_t buffer_length, uint64_t addr,
+                                  uint64_t length);
 
  private:
   explicit ShmPeer(int fd) : fd_(fd) {}

@@ -24,7 +24,7 @@ TEST(SharedMemoryTest, PeerMapsTheOwnersMemoryAndSeesWrites) {
 
   auto peer = ShmPeer::Connect(exporter.name());
   ASSERT_TRUE(peer.ok()) << peer.status();
-  absl::StatusOr<char*> p = (*peer)->Translate(rb.addr, rb.length, rb.addr + 100);
+  absl::StatusOr<char*> p = (*peer)->Translate(rb.addr, rb.length, rb.addr + 100, 5);
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_NE(*p, reinterpret_cast<char*>(rb.addr + 100));  // a second mapping, not the same pointer
   memcpy(*p, "hello", 5);
@@ -32,10 +32,19 @@ TEST(SharedMemoryTest, PeerMapsTheOwnersMemoryAndSeesWrites) {
   EXPECT_TRUE((*peer)->Alive());
 
   // A buffer that is not shared (or not registered) is refused with a clear error.
-  EXPECT_EQ(ToErrorCode((*peer)->Translate(0x1000, 10, 0x1000).status()),
+  EXPECT_EQ(ToErrorCode((*peer)->Translate(0x1000, 10, 0x1000, 1).status()),
             ErrorCode::INVALID_PARAMS);
   // The wrong length means the caller's descriptor is stale.
-  EXPECT_FALSE((*peer)->Translate(rb.addr, rb.length * 2, rb.addr).ok());
+  EXPECT_FALSE((*peer)->Translate(rb.addr, rb.length * 2, rb.addr, 1).ok());
+
+  // The whole range must be inside the buffer, not just its start (regression: only the start was
+  // checked, and with `>`, so a copy could run up to a buffer length past the mapping's end).
+  EXPECT_TRUE((*peer)->Translate(rb.addr, rb.length, rb.addr + rb.length - 5, 5).ok());
+  EXPECT_EQ(
+      ToErrorCode((*peer)->Translate(rb.addr, rb.length, rb.addr + rb.length - 5, 6).status()),
+      ErrorCode::INVALID_PARAMS);
+  EXPECT_FALSE((*peer)->Translate(rb.addr, rb.length, rb.addr + rb.length, 1).ok());
+  EXPECT_FALSE((*peer)->Translate(rb.addr, rb.length, rb.addr + 8, UINT64_MAX - 4).ok());
 
   exporter.Stop();
   // After the owner stops exporting, the peer notices.

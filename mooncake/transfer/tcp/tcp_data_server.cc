@@ -3,10 +3,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
+#include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/net/socket_util.h"
@@ -14,8 +18,8 @@
 namespace mooncake {
 namespace {
 
-// A peer that stops mid-frame for this long is dropped (an idle connection between frames is fine).
-constexpr int kMidFrameTimeoutSeconds = 60;
+// Tokens remembered for connections fenced before their HELLO was read.
+constexpr size_t kMaxFencedTokens = 4096;
 
 // Reads a header. Returns false on EOF or error; a timeout with no byte read yet just waits again.
 bool RecvHeader(int fd, FrameHeader* h, const ConnectionServer& server) {
@@ -36,14 +40,28 @@ bool RecvHeader(int fd, FrameHeader* h, const ConnectionServer& server) {
 
 }  // namespace
 
-TcpDataServer::TcpDataServer(const MemoryRegistry* registry, ControlFn control)
+struct TcpDataServer::Connection {
+  explicit Connection(int f) : fd(f) {}
+  const int fd;
+  uint64_t token = 0;  // from HELLO; 0 = none yet
+  // Held while a WRITE payload is read into memory. Fencing sets `fenced` under it after shutting
+  // the socket down (which ends a blocked read at once), so once a fence returns nothing more of
+  // this connection is applied.
+  absl::Mutex apply_mu;
+  std::atomic<bool> fenced{false};
+};
+
+TcpDataServer::TcpDataServer(const MemoryRegistry* registry, ControlFn control,
+                             TcpDataServerOptions options)
     : registry_(registry),
       control_(std::move(control)),
+      options_(options),
+      budget_(options.control_budget_bytes),
       server_(
-          "tcp data server", kMaxConnections, [this](int fd) { Serve(fd); },
-          [](int fd) {
+          "tcp data server", options.max_connections, [this](int fd) { Serve(fd); },
+          [timeout = options.mid_frame_timeout_seconds](int fd) {
             // Idle between frames is fine; a peer stalled mid-frame is dropped.
-            timeval tv{kMidFrameTimeoutSeconds, 0};
+            timeval tv{timeout, 0};
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
             return true;
@@ -55,9 +73,19 @@ absl::Status TcpDataServer::Start(const std::string& host, int port) {
   return server_.Start(host, port);
 }
 
+void TcpDataServer::SetFaultHookForTesting(FaultHook hook) {
+  absl::MutexLock lock(&mu_);
+  fault_hook_ = std::move(hook);
+}
+
 void TcpDataServer::Serve(int fd) {
+  Connection conn(fd);
+  {
+    absl::MutexLock lock(&mu_);
+    connections_.insert(&conn);
+  }
   FrameHeader h;
-  while (!server_.stopping() && RecvHeader(fd, &h, server_)) {
+  while (!server_.stopping() && !conn.fenced.load() && RecvHeader(fd, &h, server_)) {
     absl::Status valid = h.Validate();
     if (!valid.ok()) {
       MC_LOG(WARNING) << "tcp data server: closing connection after malformed frame: " << valid;
@@ -66,13 +94,17 @@ void TcpDataServer::Serve(int fd) {
     bool keep = false;
     switch (h.op) {
       case FrameOp::kWrite:
-        keep = HandleWrite(fd, h);
+        keep = HandleWrite(&conn, h);
         break;
       case FrameOp::kRead:
         keep = HandleRead(fd, h);
         break;
+      case FrameOp::kHello:
+        keep = HandleHello(&conn, h);
+        break;
       case FrameOp::kGetDescriptor:
       case FrameOp::kRdmaHandshake:
+      case FrameOp::kFence:
         keep = HandleControl(fd, h);
         break;
       default:
@@ -81,6 +113,9 @@ void TcpDataServer::Serve(int fd) {
     }
     if (!keep) break;
   }
+  absl::MutexLock lock(&mu_);
+  connections_.erase(&conn);
+  if (conn.token != 0) by_token_.erase(conn.token);
 }
 
 bool TcpDataServer::SendError(int fd, const FrameHeader& request, FrameOp op,
@@ -97,54 +132,90 @@ bool TcpDataServer::SendError(int fd, const FrameHeader& request, FrameOp op,
   return SendAll(fd, iov, 2).ok();
 }
 
-bool TcpDataServer::HandleWrite(int fd, const FrameHeader& h) {
-  bool connection_ok = true;
-  absl::Status s = registry_->WithRange(
-      h.addr, h.length, /*remote=*/true, [&](const RegisteredBuffer&) -> absl::Status {
-        // Straight into the registered memory.
-        absl::Status r = RecvAll(fd, reinterpret_cast<void*>(h.addr), h.length);
-        connection_ok = r.ok();
-        return r;
-      });
-  if (!connection_ok) return false;
-  if (!s.ok()) {
-    // Consume the payload so the stream stays in sync; none of it is applied.
-    if (!DiscardBytes(fd, h.length).ok()) return false;
-    return SendError(fd, h, FrameOp::kWriteAck, s);
+bool TcpDataServer::HandleHello(Connection* conn, const FrameHeader& h) {
+  uint64_t token = 0;
+  if (!RecvAll(conn->fd, &token, sizeof(token)).ok() || token == 0 || conn->token != 0)
+    return false;
+  absl::MutexLock lock(&mu_);
+  if (fenced_tokens_.count(token)) return false;  // its owner already gave up on it
+  if (!by_token_.emplace(token, conn).second) return false;
+  conn->token = token;
+  return true;
+}
+
+bool TcpDataServer::HandleWrite(Connection* conn, const FrameHeader& h) {
+  FaultHook hook;
+  {
+    absl::MutexLock lock(&mu_);
+    hook = fault_hook_;
   }
+  if (hook) hook(h);
+  absl::StatusOr<MemoryRegistry::Pin> pin = registry_->PinRange(h.addr, h.length, /*remote=*/true);
+  if (!pin.ok()) {
+    // Consume the payload so the stream stays in sync; none of it is applied.
+    if (!DiscardBytes(conn->fd, h.length).ok()) return false;
+    return SendError(conn->fd, h, FrameOp::kWriteAck, pin.status());
+  }
+  {
+    // Straight into the registered memory, unless the connection was fenced.
+    absl::MutexLock apply(&conn->apply_mu);
+    if (conn->fenced.load()) return false;
+    const int64_t deadline =
+        RealClock::Get()->NowNanos() + int64_t{options_.mid_frame_timeout_seconds} * 1'000'000'000;
+    char* dst = reinterpret_cast<char*>(h.addr);
+    uint64_t left = h.length;
+    while (left > 0) {
+      if (conn->fenced.load() || RealClock::Get()->NowNanos() > deadline) return false;
+      ssize_t n = recv(conn->fd, dst, left, MSG_WAITALL);
+      if (n == 0) return false;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;  // error, or stalled mid-frame past the socket timeout
+      }
+      dst += n;
+      left -= static_cast<uint64_t>(n);
+    }
+  }
+  pin->Release();
   FrameHeader ack;
   ack.op = FrameOp::kWriteAck;
   ack.request_id = h.request_id;
   ack.addr = h.addr;
-  return SendAll(fd, &ack, sizeof(ack)).ok();
+  return SendAll(conn->fd, &ack, sizeof(ack)).ok();
 }
 
 bool TcpDataServer::HandleRead(int fd, const FrameHeader& h) {
-  bool connection_ok = true;
-  absl::Status s = registry_->WithRange(
-      h.addr, h.length, /*remote=*/true, [&](const RegisteredBuffer&) -> absl::Status {
-        FrameHeader r;
-        r.op = FrameOp::kReadData;
-        r.request_id = h.request_id;
-        r.addr = h.addr;
-        r.length = h.length;
-        // Header and payload in one sendmsg; the payload straight from registered memory.
-        iovec iov[2] = {{&r, sizeof(r)}, {reinterpret_cast<void*>(h.addr), h.length}};
-        absl::Status sent = SendAll(fd, iov, 2);
-        connection_ok = sent.ok();
-        return sent;
-      });
-  if (!connection_ok) return false;
-  if (!s.ok()) return SendError(fd, h, FrameOp::kReadData, s);
-  return true;
+  absl::StatusOr<MemoryRegistry::Pin> pin = registry_->PinRange(h.addr, h.length, /*remote=*/true);
+  if (!pin.ok()) return SendError(fd, h, FrameOp::kReadData, pin.status());
+  FrameHeader r;
+  r.op = FrameOp::kReadData;
+  r.request_id = h.request_id;
+  r.addr = h.addr;
+  r.length = h.length;
+  // Header and payload in one sendmsg; the payload straight from registered memory.
+  iovec iov[2] = {{&r, sizeof(r)}, {reinterpret_cast<void*>(h.addr), h.length}};
+  return SendAll(fd, iov, 2).ok();
 }
 
 bool TcpDataServer::HandleControl(int fd, const FrameHeader& h) {
-  std::string payload(h.length, '\0');
-  if (!RecvAll(fd, payload.data(), payload.size()).ok()) return false;
+  MemoryBudget::Reservation held(&budget_);
+  std::string payload;
   const FrameOp reply_op = static_cast<FrameOp>(static_cast<uint8_t>(h.op) | 0x80);
-  absl::StatusOr<std::string> reply =
-      control_ ? control_(h.op, payload) : absl::UnimplementedError("no control handler");
+  absl::Status read = RecvPayload(fd, h.length, &held, &payload);
+  if (absl::IsResourceExhausted(read)) {
+    MC_LOG(WARNING) << "tcp data server: refusing a control request: " << read.message();
+    return SendError(fd, h, reply_op, MakeError(ErrorCode::RPC_FAIL, read.message()));
+  }
+  if (!read.ok()) return false;
+  absl::StatusOr<std::string> reply;
+  if (h.op == FrameOp::kFence) {
+    uint64_t token = 0;
+    memcpy(&token, payload.data(), sizeof(token));  // Validate: exactly 8 bytes
+    Fence(token);
+    reply = std::string();
+  } else {
+    reply = control_ ? control_(h.op, payload) : absl::UnimplementedError("no control handler");
+  }
   if (!reply.ok()) return SendError(fd, h, reply_op, reply.status());
   FrameHeader r;
   r.op = reply_op;
@@ -152,6 +223,34 @@ bool TcpDataServer::HandleControl(int fd, const FrameHeader& h) {
   r.length = reply->size();
   iovec iov[2] = {{&r, sizeof(r)}, {reply->data(), reply->size()}};
   return SendAll(fd, iov, 2).ok();
+}
+
+void TcpDataServer::FenceLocked(Connection* conn) {
+  shutdown(conn->fd, SHUT_RDWR);  // ends a read blocked in the kernel at once
+  absl::MutexLock apply(&conn->apply_mu);
+  conn->fenced.store(true);
+}
+
+void TcpDataServer::Fence(uint64_t token) {
+  absl::MutexLock lock(&mu_);
+  auto it = by_token_.find(token);
+  if (it != by_token_.end()) {
+    FenceLocked(it->second);
+    return;
+  }
+  // Not (yet) seen: its HELLO may still be in flight, so refuse it when it comes.
+  if (fenced_tokens_.insert(token).second) {
+    fenced_order_.push_back(token);
+    if (fenced_order_.size() > kMaxFencedTokens) {
+      fenced_tokens_.erase(fenced_order_.front());
+      fenced_order_.pop_front();
+    }
+  }
+}
+
+void TcpDataServer::FenceAll() {
+  absl::MutexLock lock(&mu_);
+  for (Connection* conn : connections_) FenceLocked(conn);
 }
 
 }  // namespace mooncake

@@ -25,10 +25,21 @@ absl::Status FrameHeader::Validate() const {
     case FrameOp::kGetDescriptor:
       limit = 0;
       break;
+    case FrameOp::kHello:
+    case FrameOp::kFence:
+      if (length != sizeof(uint64_t)) {
+        return absl::DataLossError("hello and fence frames carry one 8-byte token");
+      }
+      return absl::OkStatus();
+    case FrameOp::kFenceReply:
+      limit = kMaxErrorPayload;
+      break;
     case FrameOp::kRdmaHandshake:
-    case FrameOp::kWriteAck:
     case FrameOp::kDescriptor:
     case FrameOp::kRdmaHandshakeReply:
+      break;
+    case FrameOp::kWriteAck:
+      limit = kMaxErrorPayload;
       break;
     default:
       return absl::DataLossError(absl::StrFormat("unknown frame opcode %d", static_cast<int>(op)));

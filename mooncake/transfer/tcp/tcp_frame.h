@@ -8,6 +8,12 @@
 //   DESC        server -> client  header + descriptor JSON
 //   RDMA_HS     client -> server  header + EndpointInfo JSON (connect one RDMA rail)
 //   RDMA_HS_REPLY                 header + the server's EndpointInfo JSON, or an error message
+//   HELLO       client -> server  header + 8-byte token naming the connection (a lane's first
+//   frame;
+//                                 no reply)
+//   FENCE       client -> server  header + a token: apply no more bytes of that connection (on a
+//                                 fresh connection, after the lane broke)
+//   FENCE_REPLY server -> client  header, once nothing of that connection can land any more
 //
 // Responses echo the request id; on one connection they come in request order. Little-endian hosts
 // only (x86-64, aarch64). A header that fails Validate() ends the connection: the stream cannot be
@@ -26,10 +32,13 @@ enum class FrameOp : uint8_t {
   kRead = 2,
   kGetDescriptor = 3,
   kRdmaHandshake = 4,
+  kHello = 5,
+  kFence = 6,
   kWriteAck = 0x81,
   kReadData = 0x82,
   kDescriptor = 0x83,
   kRdmaHandshakeReply = 0x84,
+  kFenceReply = 0x86,
 };
 
 struct FrameHeader {
@@ -37,8 +46,9 @@ struct FrameHeader {
   static constexpr uint8_t kVersion = 1;
   // One frame moves at most this many payload bytes; the client slices larger requests.
   static constexpr uint64_t kMaxPayload = 256ull << 20;
-  // Error messages and descriptors are much smaller.
+  // Descriptors and handshakes are much smaller; error messages smaller still.
   static constexpr uint64_t kMaxControlPayload = 16ull << 20;
+  static constexpr uint64_t kMaxErrorPayload = 64ull << 10;
 
   uint32_t magic = kMagic;
   uint8_t version = kVersion;

@@ -1,16 +1,18 @@
 #include "mooncake/transfer/tcp/tcp_transport.h"
 
+#include <errno.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 
 #include "absl/strings/str_cat.h"
-#include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/net/socket_util.h"
+#include "mooncake/transfer/tcp/tcp_control.h"
 
 namespace mooncake {
 namespace {
@@ -25,20 +27,44 @@ absl::Status TransferFail(const std::string& peer, absl::string_view why) {
   return MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat("tcp peer ", peer, ": ", why));
 }
 
+uint64_t NewToken() {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  uint64_t t = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ (counter.fetch_add(1) << 17);
+  return t == 0 ? 1 : t;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TcpLane>> TcpLane::Connect(const std::string& peer_name,
                                                           const std::string& host, int port,
-                                                          absl::Duration timeout) {
-  absl::StatusOr<int> fd = ConnectTcp(host, port, timeout);
+                                                          const TcpPeerOptions& options) {
+  absl::StatusOr<int> fd = ConnectTcp(host, port, options.connect_timeout);
   if (!fd.ok()) return TransferFail(peer_name, fd.status().message());
-  std::unique_ptr<TcpLane> lane(new TcpLane(peer_name, *fd));
+  const uint64_t token = NewToken();
+  FrameHeader hello;
+  hello.op = FrameOp::kHello;
+  hello.length = sizeof(token);
+  iovec iov[2] = {{&hello, sizeof(hello)}, {const_cast<uint64_t*>(&token), sizeof(token)}};
+  if (absl::Status s = SendAll(*fd, iov, 2); !s.ok()) {
+    close(*fd);
+    return TransferFail(peer_name, s.message());
+  }
+  std::unique_ptr<TcpLane> lane(new TcpLane(peer_name, host, port, *fd, token, options));
   lane->sender_ = std::thread([l = lane.get()] { l->SendLoop(); });
   lane->receiver_ = std::thread([l = lane.get()] { l->RecvLoop(); });
   return lane;
 }
 
-TcpLane::TcpLane(std::string peer_name, int fd) : peer_name_(std::move(peer_name)), fd_(fd) {}
+TcpLane::TcpLane(std::string peer_name, std::string host, int port, int fd, uint64_t token,
+                 const TcpPeerOptions& options)
+    : peer_name_(std::move(peer_name)),
+      host_(std::move(host)),
+      port_(port),
+      fd_(fd),
+      token_(token),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : RealClock::Get()) {}
 
 TcpLane::~TcpLane() {
   Abort(TransferFail(peer_name_, "connection closed by the local engine"));
@@ -52,12 +78,21 @@ bool TcpLane::broken() const {
   return broken_;
 }
 
+bool TcpLane::idle() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.empty() && inflight_.empty();
+}
+
 void TcpLane::Abort(const absl::Status& reason) {
   absl::MutexLock lock(&mu_);
   if (broken_) return;
   broken_ = true;
   broken_reason_ = reason;
-  // Wakes both threads: the receiver sees EOF/error, the sender sees broken_.
+  // Reset rather than close politely: the kernel drops what it has not sent yet instead of
+  // delivering it later. Shutdown wakes both threads (the receiver sees EOF or an error, the
+  // sender sees broken_).
+  linger off{1, 0};
+  setsockopt(fd_, SOL_SOCKET, SO_LINGER, &off, sizeof(off));
   shutdown(fd_, SHUT_RDWR);
 }
 
@@ -107,7 +142,7 @@ void TcpLane::Enqueue(std::vector<TcpSlice> slices) {
 
 void TcpLane::TakeLocked(std::vector<TcpSlice>* direct, std::vector<FrameHeader>* headers,
                          std::vector<iovec>* iov) {
-  const int64_t now = RealClock::Get()->NowNanos();
+  const int64_t now = clock_->NowNanos();
   auto take = [&](TcpSlice& s) {
     FrameHeader h;
     h.op = s.is_write ? FrameOp::kWrite : FrameOp::kRead;
@@ -116,7 +151,7 @@ void TcpLane::TakeLocked(std::vector<TcpSlice>* direct, std::vector<FrameHeader>
     h.length = s.length;
     headers->push_back(h);
     // Recorded before sending: the response may arrive before sendmsg returns.
-    inflight_.push_back({std::move(s), h.request_id, now});
+    inflight_.push_back({std::move(s), h.request_id, now == 0 ? 1 : now});
   };
   if (direct != nullptr) {
     for (TcpSlice& s : *direct) take(s);
@@ -183,7 +218,7 @@ absl::Status TcpLane::ReceiveOne() {
   if (h.op != expect) return absl::DataLossError("response opcode does not match the request");
   absl::Status result;
   if (h.status != 0) {
-    if (h.length > FrameHeader::kMaxControlPayload) return absl::DataLossError("oversized error");
+    if (h.length > FrameHeader::kMaxErrorPayload) return absl::DataLossError("oversized error");
     std::string message(h.length, '\0');
     if (absl::Status r = RecvAll(fd_, message.data(), message.size()); !r.ok()) return r;
     auto code = ErrorCodeFromInt(h.status);
@@ -210,10 +245,22 @@ void TcpLane::RecvLoop() {
   absl::Status error;
   while (error.ok()) error = ReceiveOne();
   Abort(TransferFail(peer_name_, error.message()));
-  FailAll(error);
+  FailAll();
 }
 
-void TcpLane::FailAll(const absl::Status&) {
+bool TcpLane::Settle() {
+  const std::string token(reinterpret_cast<const char*>(&token_), sizeof(token_));
+  absl::StatusOr<std::string> fenced =
+      ControlCall(host_, port_, FrameOp::kFence, token, options_.connect_timeout);
+  if (fenced.ok()) return true;
+  // Nobody listens there: the server process is gone, and its memory with it.
+  if (SocketErrno(fenced.status()) == ECONNREFUSED) return true;
+  MC_LOG(WARNING) << "tcp peer " << peer_name_ << ": cannot fence a broken connection ("
+                  << fenced.status() << "); its unanswered writes may still land";
+  return false;
+}
+
+void TcpLane::FailAll() {
   std::deque<Inflight> inflight;
   std::deque<TcpSlice> queued;
   absl::Status reason;
@@ -225,93 +272,157 @@ void TcpLane::FailAll(const absl::Status&) {
     drained_ = true;
     reason = broken_reason_;
   }
-  for (Inflight& f : inflight) f.slice.batch->SliceDone(f.slice.request, reason);
-  for (TcpSlice& s : queued) s.batch->SliceDone(s.request, reason);
+  bool unanswered_writes = false;
+  for (const Inflight& f : inflight) unanswered_writes |= f.slice.is_write;
+  absl::Status write_reason = reason;
+  if (unanswered_writes && !Settle()) write_reason = MarkUnsettledWrite(reason);
+  for (Inflight& f : inflight) {
+    f.slice.batch->SliceDone(f.slice.request, f.slice.is_write ? write_reason : reason);
+  }
+  for (TcpSlice& s : queued) s.batch->SliceDone(s.request, reason);  // never sent
 }
 
 TcpPeer::TcpPeer(std::string name, std::string host, int port, TcpPeerOptions options)
-    : name_(std::move(name)), host_(std::move(host)), port_(port), options_(options) {}
+    : name_(std::move(name)),
+      host_(std::move(host)),
+      port_(port),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : RealClock::Get()) {}
 
-absl::Status TcpPeer::EnsureLanesLocked() {
-  if (lanes_.size() != static_cast<size_t>(options_.lanes)) {
-    lanes_.resize(options_.lanes);
-    pending_.resize(options_.lanes);
-  }
-  absl::Status last;
-  size_t healthy = 0;
-  for (auto& lane : lanes_) {
-    if (lane != nullptr && !lane->broken()) {
-      ++healthy;
-      continue;
+TcpPeer::~TcpPeer() = default;
+
+std::vector<std::shared_ptr<TcpLane>> TcpPeer::Lanes(absl::Status* why) {
+  std::vector<std::shared_ptr<TcpLane>> healthy;
+  std::vector<std::shared_ptr<TcpLane>> dead;  // destroyed (threads joined) outside mu_
+  {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      healthy.clear();
+      for (auto& lane : lanes_) {
+        if (lane->broken()) {
+          dead.push_back(std::move(lane));
+          failure_flag_ = true;
+        } else {
+          healthy.push_back(lane);
+        }
+      }
+      lanes_ = healthy;
+      if (healthy.size() >= static_cast<size_t>(options_.lanes)) break;
+      if (connecting_) {
+        if (!healthy.empty()) break;  // use what there is; another thread adds the rest
+        // Wait for the other thread's attempt (bounded by its connect timeout).
+        auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !connecting_; };
+        mu_.AwaitWithTimeout(absl::Condition(&done), options_.connect_timeout + absl::Seconds(1));
+        if (connecting_) {
+          *why = TransferFail(name_, "connecting took too long");
+          break;
+        }
+        continue;
+      }
+      if (clock_->NowNanos() < failed_until_ns_) {
+        if (healthy.empty()) *why = failure_;
+        break;
+      }
+      // Connect the missing lanes ourselves, without holding mu_ (others use the healthy lanes,
+      // and the watchdog can still time them out).
+      connecting_ = true;
+      const int missing = options_.lanes - static_cast<int>(healthy.size());
+      mu_.Unlock();
+      std::vector<std::shared_ptr<TcpLane>> fresh;
+      absl::Status failed;
+      for (int i = 0; i < missing; ++i) {
+        absl::StatusOr<std::unique_ptr<TcpLane>> lane =
+            TcpLane::Connect(name_, host_, port_, options_);
+        if (!lane.ok()) {
+          failed = lane.status();
+          break;  // the peer is unreachable; do not wait once per lane
+        }
+        fresh.push_back(std::move(*lane));
+      }
+      mu_.Lock();
+      connecting_ = false;
+      for (auto& lane : fresh) lanes_.push_back(std::move(lane));
+      if (!failed.ok()) {
+        failure_ = failed;
+        failure_flag_ = true;
+        failed_until_ns_ =
+            clock_->NowNanos() + absl::ToInt64Nanoseconds(options_.reconnect_backoff);
+        healthy = lanes_;
+        if (healthy.empty()) *why = failed;
+        break;
+      }
     }
-    if (lane != nullptr) failure_flag_ = true;
-    lane.reset();  // joins the old lane's threads; its slices have already failed
-    absl::StatusOr<std::unique_ptr<TcpLane>> fresh =
-        TcpLane::Connect(name_, host_, port_, options_.connect_timeout);
-    if (!fresh.ok()) {
-      last = fresh.status();
-      failure_flag_ = true;
-      break;  // the peer is unreachable; do not wait once per lane
-    }
-    lane = std::move(*fresh);
-    ++healthy;
   }
-  return healthy > 0 ? absl::OkStatus() : last;
+  dead.clear();
+  return healthy;
 }
 
-void TcpPeer::Submit(const std::shared_ptr<TransferBatch>& batch, size_t request, bool is_write,
-                     char* local, uint64_t remote_addr, uint64_t length) {
-  absl::MutexLock lock(&mu_);
-  absl::Status s = EnsureLanesLocked();
-  if (!s.ok()) {
-    batch->Finish(request, s);
-    return;
-  }
+void TcpPeer::Slice(const std::shared_ptr<TransferBatch>& batch, size_t request, bool is_write,
+                    char* local, uint64_t remote_addr, uint64_t length,
+                    std::vector<TcpSlice>* out) const {
   const uint64_t slice = std::min<uint64_t>(options_.slice_size, FrameHeader::kMaxPayload);
-  int count = static_cast<int>((length + slice - 1) / slice);
+  const int count = static_cast<int>((length + slice - 1) / slice);
   batch->AddSlices(request, count);
   for (uint64_t off = 0; off < length; off += slice) {
-    // Next healthy lane, round robin.
-    size_t lane = next_lane_;
-    for (size_t tries = 0; tries < lanes_.size(); ++tries) {
-      lane = (next_lane_ + tries) % lanes_.size();
-      if (lanes_[lane] != nullptr) break;
-    }
-    next_lane_ = (lane + 1) % lanes_.size();
-    pending_[lane].push_back(
+    out->push_back(
         {batch, request, is_write, local + off, remote_addr + off, std::min(slice, length - off)});
   }
 }
 
-void TcpPeer::Flush() {
-  absl::MutexLock lock(&mu_);
-  for (size_t i = 0; i < pending_.size(); ++i) {
-    if (pending_[i].empty()) continue;
-    lanes_[i]->Enqueue(std::move(pending_[i]));
-    pending_[i].clear();
+void TcpPeer::Send(std::vector<TcpSlice> slices) {
+  if (slices.empty()) return;
+  absl::Status why;
+  std::vector<std::shared_ptr<TcpLane>> lanes = Lanes(&why);
+  if (lanes.empty()) {
+    if (why.ok()) why = TransferFail(name_, "no connection");
+    for (TcpSlice& s : slices) s.batch->SliceDone(s.request, why);
+    return;
+  }
+  // Round robin over the healthy lanes, in submission order within each lane.
+  std::vector<std::vector<TcpSlice>> per_lane(lanes.size());
+  uint64_t next = next_lane_.fetch_add(slices.size());
+  for (TcpSlice& s : slices) per_lane[next++ % lanes.size()].push_back(std::move(s));
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    if (!per_lane[i].empty()) lanes[i]->Enqueue(std::move(per_lane[i]));
   }
 }
 
 void TcpPeer::CheckTimeouts(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  int64_t now = RealClock::Get()->NowNanos();
-  for (auto& lane : lanes_) {
-    if (lane == nullptr) continue;
-    int64_t oldest = lane->OldestInflightNanos();
+  std::vector<std::shared_ptr<TcpLane>> lanes;
+  {
+    absl::MutexLock lock(&mu_);
+    lanes = lanes_;
+  }
+  const int64_t now = clock_->NowNanos();
+  bool timed_out = false;
+  for (auto& lane : lanes) {
+    const int64_t oldest = lane->OldestInflightNanos();
     if (oldest != 0 && now - oldest > absl::ToInt64Nanoseconds(timeout)) {
       lane->Abort(TransferFail(
           name_, absl::StrCat("no response for ", absl::FormatDuration(timeout), " (timed out)")));
-      failure_flag_ = true;
+      timed_out = true;
     }
+  }
+  if (timed_out) {
+    absl::MutexLock lock(&mu_);
+    failure_flag_ = true;
   }
 }
 
 bool TcpPeer::TakeFailureFlag() {
   absl::MutexLock lock(&mu_);
   bool any = failure_flag_;
-  for (auto& lane : lanes_) any |= (lane != nullptr && lane->broken());
+  for (auto& lane : lanes_) any |= lane->broken();
   failure_flag_ = false;
   return any;
+}
+
+bool TcpPeer::Idle() const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& lane : lanes_) {
+    if (!lane->idle()) return false;
+  }
+  return true;
 }
 
 }  // namespace mooncake

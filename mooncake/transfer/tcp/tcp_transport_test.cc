@@ -49,12 +49,14 @@ class TcpTransportTest : public ::testing::Test {
     TcpPeerOptions o;
     o.lanes = lanes;
     o.slice_size = slice;
+    o.reconnect_backoff = absl::ZeroDuration();
     return std::make_unique<TcpPeer>("test-peer", "127.0.0.1", server_->port(), o);
   }
   absl::Status Run(TcpPeer* peer, bool write, char* local, uint64_t remote, uint64_t len) {
     auto batch = std::make_shared<TransferBatch>(1);
-    peer->Submit(batch, 0, write, local, remote, len);
-    peer->Flush();
+    std::vector<TcpSlice> slices;
+    peer->Slice(batch, 0, write, local, remote, len, &slices);
+    peer->Send(std::move(slices));
     EXPECT_TRUE(batch->Wait(absl::Seconds(10)));
     return batch->status(0);
   }
@@ -83,11 +85,12 @@ TEST_F(TcpTransportTest, ManyRequestsInOneBatch) {
   const int n = 256;
   const size_t each = kSize / n;
   auto batch = std::make_shared<TransferBatch>(n);
+  std::vector<TcpSlice> slices;
   for (int i = 0; i < n; ++i) {
-    peer->Submit(batch, i, true, reinterpret_cast<char*>(local_.data()) + i * each,
-                 RemoteAddr(i * each), each);
+    peer->Slice(batch, i, true, reinterpret_cast<char*>(local_.data()) + i * each,
+                RemoteAddr(i * each), each, &slices);
   }
-  peer->Flush();
+  peer->Send(std::move(slices));
   ASSERT_TRUE(batch->Wait(absl::Seconds(10)));
   for (const absl::Status& s : batch->statuses()) EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(memcmp(remote_.data() + kGuard, local_.data(), kSize), 0);
@@ -154,6 +157,34 @@ TEST_F(TcpTransportTest, ServerGoneFailsRequestsThenReconnects) {
   EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), kSize).ok());
 }
 
+// Regression (defect 2): slices cut before another thread's reconnect failed used to be flushed
+// to a lane that reconnect had just destroyed (a null dereference), or never flushed at all, so
+// the transfer waited forever. They now fail cleanly, and the peer works again once it is back.
+TEST_F(TcpTransportTest, SlicesQueuedBeforeAFailedReconnectFailCleanly) {
+  auto peer = MakePeer(2, 64 << 10);
+  char* src = reinterpret_cast<char*>(local_.data());
+  ASSERT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 256 << 10).ok());
+  auto first = std::make_shared<TransferBatch>(1);
+  std::vector<TcpSlice> queued;
+  peer->Slice(first, 0, true, src, RemoteAddr(0), 256 << 10, &queued);
+  const int port = server_->port();
+  server_->Stop();
+  usleep(200 * 1000);  // both lanes see the hang-up
+  std::thread other([&] {
+    absl::Status s = Run(peer.get(), true, src, RemoteAddr(0), 4096);  // its reconnect fails
+    EXPECT_EQ(ToErrorCode(s), ErrorCode::TRANSFER_FAIL) << s;
+  });
+  other.join();
+  peer->Send(std::move(queued));
+  ASSERT_TRUE(first->Wait(absl::Seconds(5))) << "slices queued before the failure never finished";
+  EXPECT_EQ(ToErrorCode(first->status(0)), ErrorCode::TRANSFER_FAIL) << first->status(0);
+  server_ = std::make_unique<TcpDataServer>(
+      &registry_,
+      [](FrameOp, const std::string&) -> absl::StatusOr<std::string> { return std::string("{}"); });
+  ASSERT_TRUE(server_->Start("127.0.0.1", port).ok());
+  EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), kSize).ok());
+}
+
 TEST(TcpTransportTimeoutTest, SilentPeerTimesOut) {
   int port = 0;
   absl::StatusOr<int> listener = ListenTcp("127.0.0.1", 0, &port);
@@ -164,8 +195,9 @@ TEST(TcpTransportTimeoutTest, SilentPeerTimesOut) {
   TcpPeer peer("silent", "127.0.0.1", port, o);
   std::vector<char> buf(4096);
   auto batch = std::make_shared<TransferBatch>(1);
-  peer.Submit(batch, 0, /*is_write=*/false, buf.data(), 0x1000, buf.size());
-  peer.Flush();
+  std::vector<TcpSlice> slices;
+  peer.Slice(batch, 0, /*is_write=*/false, buf.data(), 0x1000, buf.size(), &slices);
+  peer.Send(std::move(slices));
   EXPECT_FALSE(batch->Wait(absl::Milliseconds(100)));
   peer.CheckTimeouts(absl::Milliseconds(50));
   ASSERT_TRUE(batch->Wait(absl::Seconds(5)));
