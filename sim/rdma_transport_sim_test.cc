@@ -1,8 +1,14 @@
-// The production RdmaTransport on simulated NICs: striping efficiency, failover, access errors and
-// determinism.
+// The production RdmaTransport on simulated NICs: striping efficiency, failover, access errors,
+// determinism, handshakes off the poller, and its limits.
 #include <string.h>
 
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/common/executor.h"
 #include "mooncake/transfer/transfer_batch.h"
 #include "sim/rdma_cluster.h"
 #include "sim/rdma_scenarios.h"
@@ -98,6 +104,119 @@ TEST(EndpointInfoTest, RoundTripsThroughJsonWithItsInstance) {
   EXPECT_EQ(back->instance, info.instance);
   EXPECT_FALSE(mooncake::ParseEndpointInfo("{\"segment\": 3}").ok());
   EXPECT_FALSE(mooncake::ParseEndpointInfo("not json").ok());
+}
+
+}  // namespace
+}  // namespace sim
+
+namespace sim {
+namespace {
+
+// Runs each task on a thread of its own and counts the finished ones.
+class ThreadPerTask final : public mooncake::Executor {
+ public:
+  ~ThreadPerTask() override {
+    for (std::thread& t : threads_) t.join();
+  }
+  void Schedule(std::function<void()> fn) override {
+    threads_.emplace_back([this, fn = std::move(fn)] {
+      fn();
+      finished_.fetch_add(1);
+    });
+  }
+  int finished() const { return finished_.load(); }
+
+ private:
+  std::vector<std::thread> threads_;
+  std::atomic<int> finished_{0};
+};
+
+// Regression (defect 5): a rail's handshake ran on the only poller thread, so a peer whose
+// control port did not answer stalled every transfer of the engine for the connect timeout. The
+// handshake now runs on an executor; the poller keeps serving the other peers meanwhile.
+TEST(RdmaHandshakeTest, APeerThatDoesNotAnswerDoesNotStallThePoller) {
+  World world(11);
+  const HostId a = world.AddHost("a", {"erdma_0"});
+  const HostId b = world.AddHost("b", {"erdma_0"});
+  const HostId c = world.AddHost("c", {"erdma_0"});
+  absl::Notification release_b;
+  std::unique_ptr<mooncake::RdmaTransport> tc;
+  class Handshake final : public mooncake::RdmaHandshake {
+   public:
+    Handshake(absl::Notification* release_b, std::unique_ptr<mooncake::RdmaTransport>* tc)
+        : release_b_(release_b), tc_(tc) {}
+    absl::StatusOr<mooncake::EndpointInfo> Exchange(const std::string& peer,
+                                                    const mooncake::EndpointInfo& mine) override {
+      if (peer == "b") {  // its control port is black-holed
+        release_b_->WaitForNotificationWithTimeout(absl::Seconds(20));
+        return absl::DeadlineExceededError("connect b: timed out");
+      }
+      return (*tc_)->Accept(mine);
+    }
+
+   private:
+    absl::Notification* const release_b_;
+    std::unique_ptr<mooncake::RdmaTransport>* const tc_;
+  } handshake(&release_b, &tc);
+  ThreadPerTask executor;
+  mooncake::RdmaOptions o;
+  o.devices = {"erdma_0"};
+  o.max_attempts = 1;
+  mooncake::RdmaTransport ta(world.verbs(a), world.clock(), &handshake, "a", o, &executor);
+  mooncake::RdmaTransport tb(world.verbs(b), world.clock(), &handshake, "b", o);
+  tc = std::make_unique<mooncake::RdmaTransport>(world.verbs(c), world.clock(), &handshake, "c", o);
+  ASSERT_TRUE(ta.Init().ok() && tb.Init().ok() && tc->Init().ok());
+  constexpr size_t kBytes = 1 << 20;
+  std::vector<char> mem_a(kBytes, 'a'), mem_b(kBytes), mem_c(kBytes);
+  auto addr = [](std::vector<char>& v) { return reinterpret_cast<uint64_t>(v.data()); };
+  ASSERT_TRUE(ta.RegisterMemory(addr(mem_a), kBytes, false).ok());
+  ASSERT_TRUE(tb.RegisterMemory(addr(mem_b), kBytes, true).ok());
+  ASSERT_TRUE(tc->RegisterMemory(addr(mem_c), kBytes, true).ok());
+  auto describe = [](mooncake::RdmaTransport& t, const std::string& name) {
+    auto d = std::make_shared<mooncake::SegmentDescriptor>();
+    d->name = name;
+    t.FillDescriptor(d.get());
+    return std::shared_ptr<const mooncake::SegmentDescriptor>(d);
+  };
+  auto to_b = std::make_shared<mooncake::TransferBatch>(1);
+  auto to_c = std::make_shared<mooncake::TransferBatch>(1);
+  ta.Submit(to_b, 0, true, addr(mem_a), addr(mem_b), 64 << 10, describe(tb, "b"));
+  ta.Submit(to_c, 0, true, addr(mem_a), addr(mem_c), 64 << 10, describe(*tc, "c"));
+  ta.Poll();  // starts both handshakes and returns: b's is left hanging
+  for (int i = 0; i < 2000 && executor.finished() < 1; ++i) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_EQ(executor.finished(), 1) << "c's handshake did not finish on its own";
+  auto polls = [&] {
+    ta.Poll();
+    tc->Poll();
+  };
+  world.sim().ScheduleRepeating(2 * kMicrosecond, "poll", [&] {
+    polls();
+    return !to_c->Done();
+  });
+  ASSERT_TRUE(world.RunFor([&] { return to_c->Done(); }, kSecond));
+  EXPECT_TRUE(to_c->status(0).ok()) << to_c->status(0);
+  EXPECT_EQ(mem_c[0], 'a');
+  EXPECT_FALSE(to_b->Done()) << "b's handshake is still hanging";
+  release_b.Notify();
+  for (int i = 0; i < 2000 && executor.finished() < 2; ++i) absl::SleepFor(absl::Milliseconds(1));
+  ta.Poll();
+  ASSERT_TRUE(to_b->Done());
+  EXPECT_EQ(mooncake::ToErrorCode(to_b->status(0)), mooncake::ErrorCode::TRANSFER_FAIL)
+      << to_b->status(0);
+}
+
+// Regression (defect 9): the slice size was not capped, but a work request's length is 32 bits;
+// a slice of 4 GiB or more would have been posted with a truncated length.
+TEST(RdmaOptionsTest, SliceSizeAboveTheLargestMessageIsRefused) {
+  World world(12);
+  const HostId a = world.AddHost("a", {"erdma_0"});
+  mooncake::RdmaOptions o;
+  o.devices = {"erdma_0"};
+  o.slice_size = (uint64_t{4} << 30) + 4096;
+  mooncake::RdmaTransport t(world.verbs(a), world.clock(), nullptr, "a", o);
+  absl::Status s = t.Init();
+  EXPECT_EQ(mooncake::ToErrorCode(s), mooncake::ErrorCode::INVALID_PARAMS) << s;
+  EXPECT_NE(s.message().find("slice_size"), std::string::npos) << s;
 }
 
 }  // namespace

@@ -7,23 +7,33 @@
 
 namespace sim {
 
-// Rail handshakes go straight to the live peer's transport (production: the TCP control port).
-class StoreCluster::Handshake final : public mooncake::RdmaHandshake {
+// MeteredDataPath counts the bytes of every request the engine finished successfully.
+class StoreCluster::MeteredDataPath final : public mooncake::DataPath {
  public:
-  explicit Handshake(StoreCluster* cluster) : cluster_(cluster) {}
-  absl::StatusOr<mooncake::EndpointInfo> Exchange(const std::string& peer,
-                                                  const mooncake::EndpointInfo& mine) override {
-    for (auto& c : cluster_->clients_) {
-      if (c->name == peer) {
-        if (!c->up()) return absl::UnavailableError(absl::StrCat(peer, " is down"));
-        return c->transport->Accept(mine);
+  MeteredDataPath(mooncake::TransferEngine* engine, uint64_t* bytes, std::weak_ptr<bool> alive)
+      : inner_(engine, /*synchronous=*/false), bytes_(bytes), alive_(std::move(alive)) {}
+  const std::string& local_segment() const override { return inner_.local_segment(); }
+  int Closeness(const std::string& segment) override { return inner_.Closeness(segment); }
+  void Transfer(std::vector<mooncake::DataRequest> requests,
+                std::function<void(std::vector<absl::Status>)> done) override {
+    auto lengths = std::make_shared<std::vector<uint64_t>>();
+    lengths->reserve(requests.size());
+    for (const mooncake::DataRequest& r : requests) lengths->push_back(r.length);
+    inner_.Transfer(std::move(requests), [this, lengths, alive = alive_, done = std::move(done)](
+                                             std::vector<absl::Status> results) {
+      if (alive.expired()) return;  // the client died with the transfer in flight
+      for (size_t i = 0; i < results.size(); ++i) {
+        if (results[i].ok()) *bytes_ += (*lengths)[i];
       }
-    }
-    return absl::NotFoundError(absl::StrCat("no simulated client ", peer));
+      done(std::move(results));
+    });
   }
+  void FenceInbound() override { inner_.FenceInbound(); }
 
  private:
-  StoreCluster* const cluster_;
+  mooncake::EngineDataPath inner_;
+  uint64_t* const bytes_;
+  const std::weak_ptr<bool> alive_;
 };
 
 namespace {
@@ -37,9 +47,8 @@ WorldOptions MakeWorldOptions(const StoreClusterOptions& o) {
 }  // namespace
 
 StoreCluster::StoreCluster(const StoreClusterOptions& options)
-    : options_(options), world_(MakeWorldOptions(options)) {
+    : options_(options), world_(MakeWorldOptions(options)), engines_(&world_, options.engine) {
   master_ = std::make_unique<SimMaster>(&world_.sim(), options_.master, options_.link);
-  handshake_ = std::make_unique<Handshake>(this);
 }
 
 StoreCluster::~StoreCluster() {
@@ -48,7 +57,7 @@ StoreCluster::~StoreCluster() {
     c->core.reset();
     c->data.reset();
     c->rpc.reset();
-    c->transport.reset();
+    c->engine.reset();
   }
   for (auto& m : mappings_) munmap(m.first, m.second);
 }
@@ -92,38 +101,30 @@ absl::Status StoreCluster::StartClient(Client* c) {
   c->segment = static_cast<char*>(mem);
   c->buffer = c->segment + options_.segment_size;
   c->id = {sim.rng().Next64() | 1, sim.rng().Next64()};
-  c->instance = sim.rng().Next64() | 1;  // what a new TransferEngine would publish
   ++c->incarnation;
   c->alive = std::make_shared<bool>(true);
   const HostId host = host_ids_[c->host];
 
   mooncake::RdmaOptions rdma = options_.rdma;
-  rdma.instance = c->instance;
   rdma.devices.clear();
   for (int n = 0; n < options_.nics; ++n) rdma.devices.push_back(absl::StrCat("erdma_", n));
-  c->transport = std::make_unique<mooncake::RdmaTransport>(world_.verbs(host), world_.clock(),
-                                                           handshake_.get(), c->name, rdma);
-  if (absl::Status s = c->transport->Init(); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<SimEngine>> engine =
+      engines_.Create(c->name, host, rdma, c->alive);
+  if (!engine.ok()) return engine.status();
+  c->engine = std::move(*engine);
+  mooncake::TransferEngine& e = c->engine->engine();
+  c->instance = e.instance();
   const uint64_t seg_addr = reinterpret_cast<uint64_t>(c->segment);
-  if (absl::Status s = c->transport->RegisterMemory(seg_addr, options_.segment_size, true);
+  if (absl::Status s = e.RegisterLocalMemory(c->segment, options_.segment_size); !s.ok()) return s;
+  if (absl::Status s = e.RegisterLocalMemory(c->buffer, options_.buffer_size, "cpu:0",
+                                             /*remote_accessible=*/false);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = c->transport->RegisterMemory(reinterpret_cast<uint64_t>(c->buffer),
-                                                    options_.buffer_size, false);
-      !s.ok()) {
-    return s;
-  }
-  auto desc = std::make_shared<mooncake::SegmentDescriptor>();
-  desc->name = c->name;
-  desc->instance = c->instance;
-  c->transport->FillDescriptor(desc.get());
-  directory_[c->name] = DirectoryEntry{host, desc};
 
   std::weak_ptr<bool> alive = c->alive;
   c->rpc = std::make_unique<SimMasterRpc>(master_.get(), host, alive);
-  c->data = std::make_unique<SimDataPath>(&sim, c->transport.get(), c->name, host, &directory_,
-                                          alive, options_.data);
+  c->data = std::make_unique<MeteredDataPath>(&e, &bytes_moved_, alive);
   mooncake::StoreCoreOptions core;
   core.client_id = c->id;
   core.segment = {c->name, seg_addr, options_.segment_size, c->instance};
@@ -164,12 +165,11 @@ void StoreCluster::CrashHost(int host) {
   world_.network().CrashHost(host_ids_[host]);
   for (auto& c : clients_) {
     if (c->host != host || !c->up()) continue;
-    dead_bytes_moved_ += c->data->bytes_moved();
     c->alive.reset();  // every pending callback of this incarnation is dropped
     c->core.reset();
     c->data.reset();
     c->rpc.reset();
-    c->transport.reset();
+    c->engine.reset();
   }
 }
 
@@ -182,14 +182,6 @@ absl::Status StoreCluster::RestartHost(int host) {
     if (absl::Status s = StartClient(c.get()); !s.ok()) return s;
   }
   return absl::OkStatus();
-}
-
-uint64_t StoreCluster::bytes_moved() const {
-  uint64_t total = dead_bytes_moved_;
-  for (const auto& c : clients_) {
-    if (c->data != nullptr) total += c->data->bytes_moved();
-  }
-  return total;
 }
 
 }  // namespace sim

@@ -1,8 +1,10 @@
 // StoreCluster: the whole store in one simulated world. The real MasterService behind simulated
 // RPC (SimMaster), and on every host `ranks` store clients, each a production StoreCore with its
-// own segment and buffer memory, its own RdmaTransport on the host's SimVerbs (all the host's NICs)
-// and its heartbeats, all on the simulator's clock. The seams (MasterChannel, DataPath, Verbs,
-// Clock, Timer) are the only substitutions.
+// own segment and buffer memory, its own production TransferEngine (sim_engine.h: routing,
+// descriptor refresh, incarnation and range checks, the RdmaTransport on the host's SimVerbs over
+// all the host's NICs) behind the production EngineDataPath, and its heartbeats, all on the
+// simulator's clock. The seams (MasterChannel, the engine's seams, Verbs, Clock, Timer) are the
+// only substitutions.
 //
 //   sim::StoreClusterOptions o;  o.hosts = 3;  o.ranks = 2;  o.nics = 2;
 //   sim::StoreCluster c(o);
@@ -19,9 +21,10 @@
 
 #include "absl/status/status.h"
 #include "mooncake/master/master_service.h"
+#include "mooncake/store/engine_data_path.h"
 #include "mooncake/store/store_core.h"
 #include "mooncake/transfer/rdma/rdma_transport.h"
-#include "sim/sim_data_path.h"
+#include "sim/sim_engine.h"
 #include "sim/sim_master_rpc.h"
 #include "sim/world.h"
 
@@ -40,7 +43,7 @@ struct StoreClusterOptions {
   SimTime heartbeat_period = 100 * kMillisecond;
   SimTime mount_retry = 50 * kMillisecond;
   mooncake::RdmaOptions rdma;  // devices are filled in
-  SimDataPathOptions data;
+  SimEngineOptions engine;
   absl::Duration put_wait_timeout = absl::Milliseconds(500);
   // A restarted client maps its memory at the addresses its previous incarnation used, and its
   // NICs hand out the same memory keys again (SimVerbsOptions::reuse_keys_after_restart).
@@ -60,9 +63,9 @@ class StoreCluster {
     char* segment = nullptr;
     char* buffer = nullptr;
     std::shared_ptr<bool> alive;  // null while the host is down
-    std::unique_ptr<mooncake::RdmaTransport> transport;
+    std::unique_ptr<SimEngine> engine;
     std::unique_ptr<SimMasterRpc> rpc;
-    std::unique_ptr<SimDataPath> data;
+    std::unique_ptr<mooncake::DataPath> data;
     std::unique_ptr<mooncake::StoreCore> core;
     bool up() const { return alive != nullptr; }
   };
@@ -91,23 +94,23 @@ class StoreCluster {
   absl::Status RestartHost(int host);
 
   // Bytes moved by every client's data path so far (dead incarnations included).
-  uint64_t bytes_moved() const;
+  uint64_t bytes_moved() const { return bytes_moved_; }
+  SimEngines& engines() { return engines_; }
 
  private:
-  class Handshake;
+  class MeteredDataPath;
   absl::Status StartClient(Client* c);
   void MountWithRetry(Client* c);
 
   const StoreClusterOptions options_;
   World world_;
+  SimEngines engines_;
   std::unique_ptr<SimMaster> master_;
-  std::unique_ptr<Handshake> handshake_;
-  SegmentDirectory directory_;
   std::vector<HostId> host_ids_;
   std::vector<bool> host_up_;
   std::vector<std::unique_ptr<Client>> clients_;
   std::vector<std::pair<void*, size_t>> mappings_;  // every client memory ever mapped
-  uint64_t dead_bytes_moved_ = 0;
+  uint64_t bytes_moved_ = 0;
 };
 
 }  // namespace sim

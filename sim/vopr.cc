@@ -88,10 +88,14 @@ struct Shape {
   uint64_t object_size = 8 << 10;
   double reuse = 0.6;            // probability a request continues a known prefix chain
   bool reuse_addresses = false;  // restarted clients map their memory where it was
+  // Memory regions split into MR chunks of this many bytes (0: one chunk): objects then span
+  // chunk boundaries on both sides of a transfer.
+  uint64_t mr_chunk = 0;
   std::string Describe() const {
     return absl::StrCat(hosts, " hosts x ", ranks, " ranks, ", nics, " NICs, ", mla ? "MLA" : "MHA",
                         ", ", replicas, " replica(s), ", object_size >> 10, " KiB objects",
-                        reuse_addresses ? ", restarts reuse addresses" : "");
+                        reuse_addresses ? ", restarts reuse addresses" : "",
+                        mr_chunk > 0 ? absl::StrCat(", MR chunks of ", mr_chunk, " bytes") : "");
   }
 };
 
@@ -106,6 +110,11 @@ Shape PickShape(mooncake::Rng& rng) {
   s.object_size = rng.Bernoulli(0.5) ? (4 << 10) : (2 << 10);
   s.reuse = 0.4 + 0.5 * rng.UniformDouble();
   s.reuse_addresses = rng.Bernoulli(0.5);
+  // A third of the seeds register memory in chunks that are no multiple of the object size.
+  if (rng.Bernoulli(0.33)) {
+    const uint64_t segment = 1024 * s.object_size;
+    s.mr_chunk = segment / rng.UniformRange(2, 5) + 1536;
+  }
   return s;
 }
 
@@ -623,6 +632,7 @@ VoprResult Vopr::Run() {
   result_.seed = options_.seed;
   shape_ = PickShape(shape_rng_);
   if (options_.object_size > 0) shape_.object_size = options_.object_size;
+  if (options_.mr_chunk > 0) shape_.mr_chunk = options_.mr_chunk;
   StoreClusterOptions o;
   o.seed = options_.seed;
   o.hosts = shape_.hosts;
@@ -635,6 +645,7 @@ VoprResult Vopr::Run() {
   o.heartbeat_period = 50 * kMillisecond;
   o.rdma.qp_timeout = 10;  // 4 ms per try: failures surface in tens of ms
   o.rdma.rail_pause = absl::Milliseconds(50);
+  o.engine.max_mr_chunk = shape_.mr_chunk;
   o.master.default_kv_lease_ttl = absl::Milliseconds(30);
   o.master.client_ttl = absl::Milliseconds(500);
   o.master.put_start_discard_timeout = absl::Milliseconds(500);
@@ -734,7 +745,8 @@ std::string ReplayCommand(const VoprOptions& options) {
       options.max_think != kMillisecond
           ? absl::StrCat(" --max_think_us=", options.max_think / kMicrosecond)
           : "",
-      options.object_size != 0 ? absl::StrCat(" --object_kib=", options.object_size >> 10) : "");
+      options.object_size != 0 ? absl::StrCat(" --object_kib=", options.object_size >> 10) : "",
+      options.mr_chunk != 0 ? absl::StrCat(" --mr_chunk=", options.mr_chunk) : "");
 }
 
 }  // namespace sim

@@ -42,6 +42,9 @@ struct VoprOptions {
   SimTime max_think = kMillisecond;
   // Object (page) size; 0 = picked by the seed (2 or 4 KiB).
   uint64_t object_size = 0;
+  // MR chunk size in bytes for every registration; 0 = picked by the seed (a third of the seeds
+  // chunk their memory so that objects span chunks).
+  uint64_t mr_chunk = 0;
   // Log every fault and violation context at INFO.
   bool verbose = false;
 };

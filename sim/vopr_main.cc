@@ -22,6 +22,7 @@ ABSL_FLAG(bool, reuse_addresses, false, "restarted clients map their memory at t
 ABSL_FLAG(bool, verbose, false, "log the faults of each seed");
 ABSL_FLAG(int64_t, max_think_us, 1000, "pause between a loop's requests, uniform in [0, this] us");
 ABSL_FLAG(uint64_t, object_kib, 0, "object size in KiB (0 = picked by the seed)");
+ABSL_FLAG(uint64_t, mr_chunk, 0, "MR chunk size in bytes (0 = picked by the seed)");
 
 namespace {
 void Print(const sim::VoprResult& r) {
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
     o.reuse_addresses = absl::GetFlag(FLAGS_reuse_addresses);
     o.max_think = absl::GetFlag(FLAGS_max_think_us) * sim::kMicrosecond;
     o.object_size = absl::GetFlag(FLAGS_object_kib) << 10;
+    o.mr_chunk = absl::GetFlag(FLAGS_mr_chunk);
     const sim::VoprResult r = sim::RunVopr(o);
     sim_s += r.sim_time / 1e9;
     wall_s += r.wall_seconds;

@@ -118,4 +118,17 @@ ErrorCode ToErrorCode(const absl::Status& status) {
   return FromCanonical(status.code());
 }
 
+namespace {
+constexpr char kUnsettledPayload[] = "mooncake.transfer/unsettled-write";
+}  // namespace
+
+absl::Status MarkUnsettledWrite(absl::Status failed) {
+  if (!failed.ok()) failed.SetPayload(kUnsettledPayload, absl::Cord("1"));
+  return failed;
+}
+
+bool IsUnsettledWrite(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kUnsettledPayload).has_value();
+}
+
 }  // namespace mooncake

@@ -64,6 +64,13 @@ absl::Status MakeError(ErrorCode code, absl::string_view message);
 // canonical code. OK maps to OK.
 ErrorCode ToErrorCode(const absl::Status& status);
 
+// MarkUnsettledWrite tags a failed WRITE whose bytes may still land at its target later (the
+// target could not be told to drop them: see transfer/tcp/tcp_transport.h); IsUnsettledWrite
+// tells. Whoever owns the target range must not hand it to anyone else until such writes are
+// known to be over (the store revokes such a put into quarantine).
+absl::Status MarkUnsettledWrite(absl::Status failed);
+bool IsUnsettledWrite(const absl::Status& status);
+
 // ToPythonCode is the int a Python method returns for `status` (0 or a negative ErrorCode).
 inline int ToPythonCode(const absl::Status& status) {
   return static_cast<int>(ToErrorCode(status));

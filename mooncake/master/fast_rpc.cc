@@ -47,6 +47,7 @@ class Reader {
  public:
   explicit Reader(absl::string_view data) : p_(data.data()), end_(data.data() + data.size()) {}
   bool ok() const { return ok_; }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
   uint8_t U8() { return Get<uint8_t>(); }
   uint32_t U32() { return Get<uint32_t>(); }
   int32_t I32() { return Get<int32_t>(); }
@@ -168,10 +169,11 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
     case FastRpcOp::kPutRevoke: {
       std::vector<uint64_t> put_ids(r.Count(8));
       for (uint64_t& id : put_ids) id = r.U64();
+      const bool quarantine = r.remaining() > 0 && r.U8() != 0;
       if (!r.ok()) return false;
       *reply = static_cast<FastRpcOp>(op) == FastRpcOp::kPutEnd
                    ? Reply(service->BatchPutEnd(keys, put_ids), WriteCodes)
-                   : Reply(service->BatchPutRevoke(keys, put_ids), WriteCodes);
+                   : Reply(service->BatchPutRevoke(keys, put_ids, quarantine), WriteCodes);
       return true;
     }
     case FastRpcOp::kGetReplicaList:
@@ -192,8 +194,10 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
       for (uint32_t i = 0; i < m && r.ok(); ++i) {
         config.preferred_segments.emplace_back(r.Str());
       }
+      std::vector<uint64_t> put_ids(r.remaining() > 0 ? r.Count(8) : 0);
+      for (uint64_t& id : put_ids) id = r.U64();
       if (!r.ok()) return false;
-      *reply = Reply(service->BatchPutStart(keys, sizes, config), WriteObjects);
+      *reply = Reply(service->BatchPutStart(keys, sizes, config, put_ids), WriteObjects);
       return true;
     }
   }
@@ -202,8 +206,10 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
 
 }  // namespace
 
-FastRpcServer::FastRpcServer(MasterService* service)
-    : service_(service), server_("fast rpc", kMaxConnections, [this](int fd) { Serve(fd); }) {}
+FastRpcServer::FastRpcServer(MasterService* service, FastRpcServerOptions options)
+    : service_(service),
+      budget_(options.request_budget_bytes),
+      server_("fast rpc", options.max_connections, [this](int fd) { Serve(fd); }) {}
 
 void FastRpcServer::Serve(int fd) {
   std::string payload;
@@ -214,10 +220,18 @@ void FastRpcServer::Serve(int fd) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed frame";
       break;
     }
-    payload.resize(h.length);
-    if (!RecvAll(fd, payload.data(), payload.size()).ok()) break;
+    // Memory grows only with bytes that arrived, and all requests together stay in the budget.
+    MemoryBudget::Reservation held(&budget_);
+    absl::Status read = RecvPayload(fd, h.length, &held, &payload);
     std::string reply;
-    if (!Handle(service_, h.op, payload, &reply)) {
+    if (absl::IsResourceExhausted(read)) {
+      MC_LOG(WARNING) << "fast rpc: refusing a request: " << read.message();
+      reply = Reply(absl::StatusOr<int>(MakeError(ErrorCode::RPC_FAIL,
+                                                  absl::StrCat("master busy: ", read.message()))),
+                    [](int, Writer&) {});
+    } else if (!read.ok()) {
+      break;
+    } else if (!Handle(service_, h.op, payload, &reply)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed request";
       break;
     }
@@ -226,6 +240,8 @@ void FastRpcServer::Serve(int fd) {
     rh.length = static_cast<uint32_t>(reply.size());
     iovec iov[2] = {{&rh, sizeof(rh)}, {reply.data(), reply.size()}};
     if (!SendAll(fd, iov, 2).ok()) break;
+    // A large request's buffer is not kept between requests (the budget no longer counts it).
+    if (payload.capacity() > (1 << 20)) std::string().swap(payload);
   }
 }
 
@@ -272,6 +288,10 @@ absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string&
   h.length = static_cast<uint32_t>(payload.size());
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<char*>(payload.data()), payload.size()}};
   absl::Status s = SendAll(*fd, iov, 2);
+  if (!s.ok()) {
+    Release(*fd, false);
+    return absl::AbortedError(absl::StrCat("fast rpc send failed: ", s.message()));
+  }
   Header rh;
   if (s.ok()) s = RecvAll(*fd, &rh, sizeof(rh));
   if (s.ok() && (rh.magic != kMagic || rh.op != (h.op | 0x80) || rh.length > kMaxFastRpcPayload)) {
@@ -283,10 +303,11 @@ absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string&
     s = RecvAll(*fd, reply.data(), reply.size());
   }
   Release(*fd, s.ok());
-  if (!s.ok()) return absl::UnavailableError(s.message());
+  // The request left: the master may have run it.
+  if (!s.ok()) return absl::AbortedError(absl::StrCat("fast rpc reply lost: ", s.message()));
   Reader r(reply);
   int32_t code = r.I32();
-  if (!r.ok()) return absl::UnavailableError("short fast rpc reply");
+  if (!r.ok()) return absl::AbortedError("short fast rpc reply");
   if (code != 0) {
     return MakeError(ErrorCodeFromInt(code).value_or(ErrorCode::INTERNAL_ERROR), r.Str());
   }
@@ -295,13 +316,15 @@ absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string&
 
 absl::StatusOr<std::vector<ErrorCode>> FastRpcClient::Codes(FastRpcOp op,
                                                             absl::Span<const std::string> keys,
-                                                            absl::Span<const uint64_t> put_ids) {
+                                                            absl::Span<const uint64_t> put_ids,
+                                                            bool quarantine) {
   Writer w;
   WriteKeys(keys, w);
   if (op == FastRpcOp::kPutEnd || op == FastRpcOp::kPutRevoke) {
     w.U32(static_cast<uint32_t>(put_ids.size()));
     for (uint64_t id : put_ids) w.U64(id);
   }
+  if (op == FastRpcOp::kPutRevoke) w.U8(quarantine ? 1 : 0);
   absl::StatusOr<std::string> reply = Call(op, w.buf());
   if (!reply.ok()) return reply.status();
   Reader r(*reply);
@@ -311,7 +334,7 @@ absl::StatusOr<std::vector<ErrorCode>> FastRpcClient::Codes(FastRpcOp op,
   for (uint32_t i = 0; i < n; ++i) {
     out.push_back(ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR));
   }
-  if (!r.ok() || n != keys.size()) return absl::UnavailableError("malformed fast rpc codes");
+  if (!r.ok() || n != keys.size()) return absl::AbortedError("malformed fast rpc codes");
   return out;
 }
 
@@ -325,14 +348,14 @@ absl::StatusOr<ReplicaListResult> FastRpcClient::GetReplicaList(
   ReplicaListResult out;
   out.lease_ttl = absl::Milliseconds(static_cast<int64_t>(r.U64()));
   if (!ReadObjects(r, &out.objects) || out.objects.size() != keys.size()) {
-    return absl::UnavailableError("malformed fast rpc replica list");
+    return absl::AbortedError("malformed fast rpc replica list");
   }
   return out;
 }
 
 absl::StatusOr<std::vector<ObjectReplicas>> FastRpcClient::PutStart(
     absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
-    const ReplicateConfig& config) {
+    const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) {
   if (sizes.size() != keys.size()) {
     return MakeError(ErrorCode::INVALID_PARAMS, "keys and sizes differ in length");
   }
@@ -344,12 +367,14 @@ absl::StatusOr<std::vector<ObjectReplicas>> FastRpcClient::PutStart(
   w.U8(config.with_hard_pin);
   w.U32(static_cast<uint32_t>(config.preferred_segments.size()));
   for (const std::string& p : config.preferred_segments) w.Str(p);
+  w.U32(static_cast<uint32_t>(put_ids.size()));
+  for (uint64_t id : put_ids) w.U64(id);
   absl::StatusOr<std::string> reply = Call(FastRpcOp::kPutStart, w.buf());
   if (!reply.ok()) return reply.status();
   Reader r(*reply);
   std::vector<ObjectReplicas> out;
   if (!ReadObjects(r, &out) || out.size() != keys.size()) {
-    return absl::UnavailableError("malformed fast rpc put start");
+    return absl::AbortedError("malformed fast rpc put start");
   }
   return out;
 }

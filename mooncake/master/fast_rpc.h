@@ -7,7 +7,9 @@
 // Frame: {u32 magic "MCFR", u8 op, u8 version, u16 zero, u32 payload length} + payload, little
 // endian. Reply ops are op | 0x80; a reply payload starts with an i32 batch code (0, or the
 // ErrorCode that rejected the whole call, followed by its message). Payloads are bounded
-// (kMaxFastRpcPayload); a malformed frame closes that connection only.
+// (kMaxFastRpcPayload) and so is the memory all connections' requests hold together
+// (request_budget_bytes: past it a request is refused with RPC_FAIL, never queued); a malformed
+// frame closes that connection only.
 #ifndef MOONCAKE_MASTER_FAST_RPC_H_
 #define MOONCAKE_MASTER_FAST_RPC_H_
 
@@ -24,6 +26,7 @@
 #include "mooncake/master/master_service.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/net/connection_server.h"
+#include "mooncake/net/memory_budget.h"
 
 namespace mooncake {
 
@@ -37,40 +40,55 @@ enum class FastRpcOp : uint8_t {
   kPutRevoke = 5,
 };
 
+struct FastRpcServerOptions {
+  int max_connections = 1024;
+  uint64_t request_budget_bytes = 256 << 20;
+};
+
 // FastRpcServer serves the protocol for a MasterService, one thread per connection.
 class FastRpcServer {
  public:
-  static constexpr int kMaxConnections = 1024;
-
-  explicit FastRpcServer(MasterService* service);
+  explicit FastRpcServer(MasterService* service,
+                         FastRpcServerOptions options = FastRpcServerOptions());
   // Start binds host:port (0 = ephemeral).
   absl::Status Start(const std::string& host, int port) { return server_.Start(host, port); }
   int port() const { return server_.port(); }
   void Stop() { server_.Stop(); }
+  const MemoryBudget& request_budget() const { return budget_; }
 
  private:
   void Serve(int fd);
 
   MasterService* const service_;
+  MemoryBudget budget_;
   ConnectionServer server_;
 };
 
 // FastRpcClient calls a FastRpcServer over pooled persistent connections. Thread-safe. A call
-// returns UNAVAILABLE (the caller falls back to gRPC) when the transport fails, or the master's
-// batch rejection as an error carrying its ErrorCode.
+// returns the master's batch rejection as an error carrying its ErrorCode; when the transport
+// fails it returns UNAVAILABLE if the request never left (NotSent: safe to send again anywhere)
+// and ABORTED if it may have run (only calls safe to repeat may then be sent again).
 class FastRpcClient {
  public:
+  // TransportFailed: the call failed in transport (either kind above), not at the master.
+  static bool TransportFailed(const absl::Status& s) {
+    return absl::IsUnavailable(s) || absl::IsAborted(s);
+  }
+  static bool NotSent(const absl::Status& s) { return absl::IsUnavailable(s); }
+
   FastRpcClient(std::string host, int port, absl::Duration timeout);
   ~FastRpcClient();
 
   // Codes runs a per-key call that answers one code per key; put_ids (put-end, put-revoke) may be
-  // empty.
+  // empty; `quarantine` is put-revoke's.
   absl::StatusOr<std::vector<ErrorCode>> Codes(FastRpcOp op, absl::Span<const std::string> keys,
-                                               absl::Span<const uint64_t> put_ids = {});
+                                               absl::Span<const uint64_t> put_ids = {},
+                                               bool quarantine = false);
   absl::StatusOr<ReplicaListResult> GetReplicaList(absl::Span<const std::string> keys);
   absl::StatusOr<std::vector<ObjectReplicas>> PutStart(absl::Span<const std::string> keys,
                                                        absl::Span<const uint64_t> sizes,
-                                                       const ReplicateConfig& config);
+                                                       const ReplicateConfig& config,
+                                                       absl::Span<const uint64_t> put_ids = {});
 
  private:
   // Call sends one request and returns the reply payload after its batch code (0).

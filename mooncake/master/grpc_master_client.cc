@@ -109,6 +109,7 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::KeyCodes(
 
 void GrpcMasterClient::UseFastRpc(int port) {
   if (!options_.use_fast_rpc) return;
+  if (options_.fast_rpc_port > 0 && port > 0) port = options_.fast_rpc_port;
   absl::MutexLock lock(&fast_mu_);
   if (port == fast_port_) return;
   fast_port_ = port;
@@ -124,11 +125,14 @@ std::shared_ptr<FastRpcClient> GrpcMasterClient::Fast() {
   return fast_;
 }
 
-// The fast path answers unless its transport failed; then the same call goes over gRPC.
-#define MC_TRY_FAST(call)                                                                       \
-  if (std::shared_ptr<FastRpcClient> fast = Fast()) {                                           \
-    auto result = fast->call;                                                                   \
-    if (result.ok() || result.status().code() != absl::StatusCode::kUnavailable) return result; \
+// The fast path answers unless its transport failed; then the same call goes over gRPC. The
+// fast request may have run before its transport failed, so only calls that are safe to repeat
+// take this path: exist and get-replica-list (a lease is only extended), put-start with the
+// client's put ids (a repeat finds its own puts), put-end and put-revoke by put id.
+#define MC_TRY_FAST(call)                                                \
+  if (std::shared_ptr<FastRpcClient> fast = Fast()) {                    \
+    auto result = fast->call;                                            \
+    if (!FastRpcClient::TransportFailed(result.status())) return result; \
   }
 
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchExistKey(
@@ -174,11 +178,19 @@ absl::StatusOr<ReplicaListResult> GrpcMasterClient::BatchGetReplicaList(
 
 absl::StatusOr<std::vector<ObjectReplicas>> GrpcMasterClient::BatchPutStart(
     absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
-    const ReplicateConfig& config) {
-  MC_TRY_FAST(PutStart(keys, sizes, config));
+    const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) {
+  if (!put_ids.empty()) {
+    MC_TRY_FAST(PutStart(keys, sizes, config, put_ids));
+  } else if (std::shared_ptr<FastRpcClient> fast = Fast()) {
+    // Without put ids a repeat would find the first attempt's puts as another writer's: fall back
+    // only when the request never left.
+    auto result = fast->PutStart(keys, sizes, config, put_ids);
+    if (!FastRpcClient::NotSent(result.status())) return result;
+  }
   proto::BatchPutStartRequest req;
   AddKeys(keys, &req);
   req.mutable_sizes()->Add(sizes.begin(), sizes.end());
+  req.mutable_put_ids()->Add(put_ids.begin(), put_ids.end());
   ToProto(config, req.mutable_config());
   proto::BatchPutStartResponse resp;
   grpc::ClientContext context;
@@ -209,11 +221,12 @@ absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutEnd(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> GrpcMasterClient::BatchPutRevoke(
-    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) {
-  MC_TRY_FAST(Codes(FastRpcOp::kPutRevoke, keys, put_ids));
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids, bool quarantine) {
+  MC_TRY_FAST(Codes(FastRpcOp::kPutRevoke, keys, put_ids, quarantine));
   proto::BatchKeysRequest req;
   AddKeys(keys, &req);
   req.mutable_put_ids()->Add(put_ids.begin(), put_ids.end());
+  req.set_quarantine(quarantine);
   proto::BatchKeysResponse resp;
   grpc::ClientContext context;
   Prepare(&context);

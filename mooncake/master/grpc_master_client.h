@@ -35,6 +35,9 @@ struct GrpcMasterClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(5);
   // Use the master's fast RPC port (advertised in heartbeats) for the hot per-key calls.
   bool use_fast_rpc = true;
+  // The fast RPC port to use on the master's host, instead of the advertised one (a proxy or a
+  // port mapping in between); 0 = the advertised one.
+  int fast_rpc_port = 0;
 };
 
 class GrpcMasterClient final : public MasterClient {
@@ -51,13 +54,14 @@ class GrpcMasterClient final : public MasterClient {
   absl::StatusOr<std::vector<ErrorCode>> BatchExistKey(absl::Span<const std::string> keys) override;
   absl::StatusOr<ReplicaListResult> BatchGetReplicaList(
       absl::Span<const std::string> keys) override;
-  absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(absl::Span<const std::string> keys,
-                                                            absl::Span<const uint64_t> sizes,
-                                                            const ReplicateConfig& config) override;
+  absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
+      const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) override;
   absl::StatusOr<std::vector<ErrorCode>> BatchPutEnd(absl::Span<const std::string> keys,
                                                      absl::Span<const uint64_t> put_ids) override;
-  absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(
-      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) override;
+  absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(absl::Span<const std::string> keys,
+                                                        absl::Span<const uint64_t> put_ids,
+                                                        bool quarantine) override;
   absl::StatusOr<std::vector<ErrorCode>> BatchRemove(absl::Span<const std::string> keys,
                                                      bool force) override;
   absl::StatusOr<uint64_t> RemoveByRegex(const std::string& regex, bool force) override;

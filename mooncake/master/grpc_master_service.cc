@@ -62,7 +62,8 @@ grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
                                               proto::BatchPutStartResponse* resp) {
   const ReplicateConfig config = FromProto(req->config());
   auto result = service_->BatchPutStart(
-      Views(req->keys()), absl::MakeConstSpan(req->sizes().data(), req->sizes_size()), config);
+      Views(req->keys()), absl::MakeConstSpan(req->sizes().data(), req->sizes_size()), config,
+      absl::MakeConstSpan(req->put_ids().data(), req->put_ids_size()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->mutable_results()->Reserve(static_cast<int>(result->size()));
   for (const ObjectReplicas& o : *result) ToProto(o, resp->add_results());
@@ -83,7 +84,8 @@ grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext*,
                                                proto::BatchKeysResponse* resp) {
   return Codes(
       service_->BatchPutRevoke(Views(req->keys()),
-                               absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size())),
+                               absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size()),
+                               req->quarantine()),
       resp);
 }
 

@@ -104,7 +104,7 @@ TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
   const std::vector<std::string> keys = {"a", "b", "c"};
   const std::vector<uint64_t> sizes = {kMiB, 2 * kMiB, 3 * kMiB};
   ReplicateConfig config;
-  auto started = m.BatchPutStart(keys, sizes, config);
+  auto started = m.BatchPutStart(keys, sizes, config, {});
   ASSERT_TRUE(started.ok()) << started.status();
   ASSERT_EQ(started->size(), 3u);
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -119,11 +119,11 @@ TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
               ElementsAre(ErrorCode::OBJECT_NOT_FOUND, ErrorCode::OBJECT_NOT_FOUND,
                           ErrorCode::OBJECT_NOT_FOUND, ErrorCode::OBJECT_NOT_FOUND));
   // A revoke naming another put of the key frees nothing.
-  EXPECT_THAT(*m.BatchPutRevoke({"c"}, {(*started)[2].put_id + 1}),
+  EXPECT_THAT(*m.BatchPutRevoke({"c"}, {(*started)[2].put_id + 1}, false),
               ElementsAre(ErrorCode::OBJECT_NOT_FOUND));
   EXPECT_THAT(*m.BatchPutEnd({"a", "b"}, {(*started)[0].put_id, (*started)[1].put_id}),
               ElementsAre(ErrorCode::OK, ErrorCode::OK));
-  EXPECT_THAT(*m.BatchPutRevoke({"c", "zz"}, {}),
+  EXPECT_THAT(*m.BatchPutRevoke({"c", "zz"}, {}, false),
               ElementsAre(ErrorCode::OK, ErrorCode::OBJECT_NOT_FOUND));
   EXPECT_THAT(*m.BatchExistKey({"a", "b", "c"}),
               ElementsAre(ErrorCode::OK, ErrorCode::OK, ErrorCode::OBJECT_NOT_FOUND));
@@ -166,7 +166,7 @@ TEST_P(MasterClientContractTest, ErrorsCarryTheirCodes) {
   MasterClient& m = *client_;
   // Whole-call rejections.
   const std::vector<uint64_t> one = {kMiB};
-  auto mismatched = m.BatchPutStart({"a", "b"}, one, ReplicateConfig{});
+  auto mismatched = m.BatchPutStart({"a", "b"}, one, ReplicateConfig{}, {});
   EXPECT_EQ(ToErrorCode(mismatched.status()), ErrorCode::INVALID_PARAMS);
   EXPECT_THAT(std::string(mismatched.status().message()), HasSubstr("2 keys but 1 sizes"));
   std::vector<std::string> many(kMaxBatchKeys + 1, "k");
@@ -176,13 +176,13 @@ TEST_P(MasterClientContractTest, ErrorsCarryTheirCodes) {
   EXPECT_EQ(ToErrorCode(m.UnmountSegment(kClient, "x:1", kBase)), ErrorCode::CLIENT_NOT_FOUND);
   EXPECT_EQ(ToErrorCode(m.Heartbeat(ClientId{}).status()), ErrorCode::INVALID_PARAMS);
   // Per-key codes.
-  auto started = m.BatchPutStart({"", "no-space"}, {kMiB, kMiB}, ReplicateConfig{});
+  auto started = m.BatchPutStart({"", "no-space"}, {kMiB, kMiB}, ReplicateConfig{}, {});
   ASSERT_TRUE(started.ok());
   EXPECT_EQ((*started)[0].error, ErrorCode::INVALID_KEY);
   EXPECT_EQ((*started)[1].error, ErrorCode::NO_AVAILABLE_HANDLE);
   ReplicateConfig bad;
   bad.replica_num = -3;
-  EXPECT_EQ(ToErrorCode(m.BatchPutStart({"a"}, one, bad).status()), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(ToErrorCode(m.BatchPutStart({"a"}, one, bad, {}).status()), ErrorCode::INVALID_PARAMS);
 }
 
 INSTANTIATE_TEST_SUITE_P(Both, MasterClientContractTest,
@@ -295,7 +295,7 @@ TEST(MasterServerTest, HttpEndpoints) {
 
   auto client = Connect((*server)->port());
   ASSERT_TRUE(client->MountSegment(kClient, {"127.0.0.1:17000", kBase, 64 * kMiB}).ok());
-  ASSERT_TRUE(client->BatchPutStart({"k"}, {kMiB}, ReplicateConfig{}).ok());
+  ASSERT_TRUE(client->BatchPutStart({"k"}, {kMiB}, ReplicateConfig{}, {}).ok());
   segments = http.Get("/get_all_segments");
   ASSERT_TRUE(segments);
   EXPECT_EQ(segments->body, "127.0.0.1:17000\n");

@@ -24,8 +24,8 @@ absl::StatusOr<ReplicaListResult> LocalMasterClient::BatchGetReplicaList(
 
 absl::StatusOr<std::vector<ObjectReplicas>> LocalMasterClient::BatchPutStart(
     absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
-    const ReplicateConfig& config) {
-  return service_->BatchPutStart(Views(keys), sizes, config);
+    const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) {
+  return service_->BatchPutStart(Views(keys), sizes, config, put_ids);
 }
 
 absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchPutEnd(
@@ -34,8 +34,8 @@ absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchPutEnd(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchPutRevoke(
-    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) {
-  return service_->BatchPutRevoke(Views(keys), put_ids);
+    absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids, bool quarantine) {
+  return service_->BatchPutRevoke(Views(keys), put_ids, quarantine);
 }
 
 absl::StatusOr<std::vector<ErrorCode>> LocalMasterClient::BatchRemove(

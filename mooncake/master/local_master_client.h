@@ -21,13 +21,14 @@ class LocalMasterClient final : public MasterClient {
   absl::StatusOr<std::vector<ErrorCode>> BatchExistKey(absl::Span<const std::string> keys) override;
   absl::StatusOr<ReplicaListResult> BatchGetReplicaList(
       absl::Span<const std::string> keys) override;
-  absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(absl::Span<const std::string> keys,
-                                                            absl::Span<const uint64_t> sizes,
-                                                            const ReplicateConfig& config) override;
+  absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
+      const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) override;
   absl::StatusOr<std::vector<ErrorCode>> BatchPutEnd(absl::Span<const std::string> keys,
                                                      absl::Span<const uint64_t> put_ids) override;
-  absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(
-      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) override;
+  absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(absl::Span<const std::string> keys,
+                                                        absl::Span<const uint64_t> put_ids,
+                                                        bool quarantine) override;
   absl::StatusOr<std::vector<ErrorCode>> BatchRemove(absl::Span<const std::string> keys,
                                                      bool force) override;
   absl::StatusOr<uint64_t> RemoveByRegex(const std::string& regex, bool force) override;

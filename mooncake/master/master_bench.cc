@@ -133,7 +133,7 @@ void Throughput(int threads, double seconds) {
       std::vector<uint64_t> sizes(kReadKeys, kObjectSize);
       for (uint64_t i = 0; i < kReadKeys; i += 256) {
         absl::Span<const std::string> batch(&read_keys[t][i], 256);
-        (void)clients[t]->BatchPutStart(batch, absl::MakeConstSpan(sizes).subspan(0, 256), {});
+        (void)clients[t]->BatchPutStart(batch, absl::MakeConstSpan(sizes).subspan(0, 256), {}, {});
         (void)clients[t]->BatchPutEnd(batch, {});
       }
     }
@@ -160,7 +160,7 @@ void Throughput(int threads, double seconds) {
         std::vector<std::string> keys;
         keys.reserve(batch);
         for (int i = 0; i < batch; ++i) keys.push_back("p" + Key(t, first + i));
-        auto started = clients[t]->BatchPutStart(keys, sizes, {});
+        auto started = clients[t]->BatchPutStart(keys, sizes, {}, {});
         auto ended = clients[t]->BatchPutEnd(keys, {});
         return started.ok() && ended.ok() ? 2 * batch : 0;
       });

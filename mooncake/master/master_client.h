@@ -40,19 +40,24 @@ class MasterClient {
       absl::Span<const std::string> keys) = 0;
 
   // BatchPutStart: per key the replicas to write, or OBJECT_ALREADY_EXISTS / NO_AVAILABLE_HANDLE /
-  // INVALID_PARAMS. `sizes` has one entry per key.
+  // INVALID_PARAMS. `sizes` has one entry per key. `put_ids`: empty (the master names the puts),
+  // or per key a nonzero id the client chose, which makes the call safe to repeat (a repeat finds
+  // its own puts and answers their replicas again; see MasterService::BatchPutStart).
   virtual absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(
       absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
-      const ReplicateConfig& config) = 0;
+      const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) = 0;
 
   // BatchPutEnd: PROCESSING -> COMPLETE. `put_ids`: empty, or per key the put_id from
   // BatchPutStart, so only that put is ended (see MasterService::BatchPutEnd).
   virtual absl::StatusOr<std::vector<ErrorCode>> BatchPutEnd(
       absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) = 0;
 
-  // BatchPutRevoke: frees PROCESSING objects (with `put_ids`, only those puts).
-  virtual absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(
-      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) = 0;
+  // BatchPutRevoke: frees PROCESSING objects (with `put_ids`, only those puts). With
+  // `quarantine` the keys are freed at once but their space only after put_start_release_timeout:
+  // for puts whose writes may still land (IsUnsettledWrite).
+  virtual absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(absl::Span<const std::string> keys,
+                                                                absl::Span<const uint64_t> put_ids,
+                                                                bool quarantine) = 0;
 
   // BatchRemove: OBJECT_HAS_LEASE unless `force`.
   virtual absl::StatusOr<std::vector<ErrorCode>> BatchRemove(absl::Span<const std::string> keys,

@@ -493,11 +493,18 @@ absl::StatusOr<ReplicaListResult> MasterService::BatchGetReplicaList(
 
 absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
     absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> sizes,
-    const ReplicateConfig& config) {
+    const ReplicateConfig& config, absl::Span<const uint64_t> put_ids) {
   if (absl::Status s = CheckBatchSize(keys.size()); !s.ok()) return s;
   if (sizes.size() != keys.size()) {
     return MakeError(ErrorCode::INVALID_PARAMS,
                      absl::StrCat(keys.size(), " keys but ", sizes.size(), " sizes"));
+  }
+  if (!put_ids.empty() && put_ids.size() != keys.size()) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrCat(keys.size(), " keys but ", put_ids.size(), " put ids"));
+  }
+  for (uint64_t id : put_ids) {
+    if (id == 0) return MakeError(ErrorCode::INVALID_PARAMS, "put ids must not be 0");
   }
   if (config.replica_num < 1 || config.replica_num > kMaxReplicaNum) {
     return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("replica_num ", config.replica_num,
@@ -540,6 +547,27 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
       {
         absl::MutexLock lock(&shard.mu);
         auto it = shard.objects.find(key);
+        if (it != shard.objects.end() && !put_ids.empty() && (*it)->put_id == put_ids[i] &&
+            !(*it)->complete()) {
+          // A repeat of this very put (its first answer was lost): the same replicas again.
+          ObjectRecord* r = *it;
+          absl::ReaderMutexLock seg_lock(&seg_mu_);
+          o.error = ErrorCode::OK;
+          o.size = r->size;
+          o.put_id = r->put_id;
+          for (int k = 0; k < r->num_replicas; ++k) {
+            auto seg = segments_.find(r->segment(k));
+            if (seg == segments_.end() || seg->second->unmounting) {
+              o.error = ErrorCode::REPLICA_IS_NOT_READY;  // its segment is going away
+              o.replicas.clear();
+              break;
+            }
+            o.replicas.push_back(ReplicaDesc{seg->second->desc.name, r->address(k), r->size,
+                                             seg->second->desc.instance});
+          }
+          if (o.error == ErrorCode::OK) ++ok;
+          break;
+        }
         if (it != shard.objects.end()) {
           ObjectRecord* old = *it;
           if (old->complete() || now - old->last_use_ns < discard_ns) {
@@ -560,7 +588,7 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
         absl::MutexLock seg_lock(&seg_mu_);
         if (AllocateReplicas(sizes[i], config, &allocated)) {
           ObjectRecord* r = ObjectRecord::New(key, sizes[i], flags, now, allocated);
-          r->put_id = next_put_id_.fetch_add(1);
+          r->put_id = put_ids.empty() ? next_put_id_.fetch_add(1) : put_ids[i];
           shard.objects.insert(r);
           ++shard.num_processing;
           o.error = ErrorCode::OK;
@@ -625,17 +653,23 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
 }
 
 absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutRevoke(
-    absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> put_ids) {
+    absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> put_ids, bool quarantine) {
   if (absl::Status s = CheckPutIds(keys.size(), put_ids); !s.ok()) return s;
   std::vector<ObjectRecord*> victims;
+  const int64_t now = NowNanos();
   std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it, size_t i) {
     ObjectRecord* r = *it;
     if (!put_ids.empty() && r->put_id != put_ids[i]) return ErrorCode::OBJECT_NOT_FOUND;
     if (r->complete()) return ErrorCode::INVALID_WRITE;
     shard.objects.erase(it);
     --shard.num_processing;
-    victims.push_back(r);
-    FreeAndDelete(&victims);
+    if (quarantine) {
+      DiscardRecord(r, now);  // last_use_ns is the put's start
+      ObjectRecord::Delete(r);
+    } else {
+      victims.push_back(r);
+      FreeAndDelete(&victims);
+    }
     return ErrorCode::OK;
   });
   Add(counters_->put_revoke_keys, keys.size());

@@ -163,10 +163,13 @@ class MasterService {
   // BatchPutStart allocates replicas for each new key: OK with the replicas to write,
   // OBJECT_ALREADY_EXISTS (a COMPLETE object), REPLICA_IS_NOT_READY (another put of the key is in
   // flight), NO_AVAILABLE_HANDLE (no room even after evicting), or INVALID_PARAMS (size 0 or above
-  // kMaxObjectSize). replica_num must be in [1, kMaxReplicaNum].
+  // kMaxObjectSize). replica_num must be in [1, kMaxReplicaNum]. `put_ids` is empty (the master
+  // names each put) or has a nonzero id per key chosen by the caller: a key already held by a put
+  // with that id (a repeat of a call whose answer was lost) answers OK with that put's replicas
+  // again, and nothing more is allocated.
   absl::StatusOr<std::vector<ObjectReplicas>> BatchPutStart(
       absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> sizes,
-      const ReplicateConfig& config);
+      const ReplicateConfig& config, absl::Span<const uint64_t> put_ids = {});
 
   // BatchPutEnd makes PROCESSING objects COMPLETE (OK again if already COMPLETE), OBJECT_NOT_FOUND
   // otherwise. `put_ids` is empty or has, per key, the put_id PutStart returned: then a key held
@@ -177,9 +180,12 @@ class MasterService {
 
   // BatchPutRevoke frees PROCESSING objects; INVALID_WRITE for a COMPLETE one, OBJECT_NOT_FOUND.
   // With `put_ids`, another put of the key is OBJECT_NOT_FOUND and is never freed (its writer may
-  // still be writing into its space).
+  // still be writing into its space). With `quarantine` the key is free at once, but the space is
+  // reserved like a discarded put's until put_start_release_timeout after the put started (a
+  // write the writer could not call back may still land there).
   absl::StatusOr<std::vector<ErrorCode>> BatchPutRevoke(absl::Span<const absl::string_view> keys,
-                                                        absl::Span<const uint64_t> put_ids = {});
+                                                        absl::Span<const uint64_t> put_ids = {},
+                                                        bool quarantine = false);
 
   // BatchRemove removes COMPLETE objects: OBJECT_HAS_LEASE while leased unless `force`,
   // REPLICA_IS_NOT_READY while PROCESSING (revoke those), OBJECT_NOT_FOUND.

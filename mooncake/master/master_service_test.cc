@@ -141,6 +141,61 @@ TEST_F(MasterServiceTest, PutStartIsInvisibleUntilPutEnd) {
   ExpectInvariants();
 }
 
+// Regression (defect 4, the master's half): a put-start repeated because its answer was lost used
+// to find the first attempt's put and answer REPLICA_IS_NOT_READY. With the caller's put ids the
+// repeat answers the same replicas and allocates nothing more; without them it still sees another
+// writer's put in flight.
+TEST_F(MasterServiceTest, RepeatedPutStartWithTheSamePutIdsFindsItsOwnPut) {
+  Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);
+  const std::vector<uint64_t> sizes = {kMiB, kMiB};
+  const std::vector<uint64_t> ids = {(uint64_t{1} << 63) | 5, (uint64_t{1} << 63) | 6};
+  auto first = master_->BatchPutStart(Views({"a", "b"}), sizes, {}, ids);
+  ASSERT_TRUE(first.ok());
+  const uint64_t allocated = master_->GetMetrics().allocated_bytes;
+  auto again = master_->BatchPutStart(Views({"a", "b"}), sizes, {}, ids);
+  ASSERT_TRUE(again.ok());
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ((*again)[i].error, ErrorCode::OK);
+    EXPECT_EQ((*again)[i].put_id, ids[i]);
+    EXPECT_EQ((*again)[i].replicas, (*first)[i].replicas);
+  }
+  EXPECT_EQ(master_->GetMetrics().allocated_bytes, allocated);
+  EXPECT_EQ(master_->GetMetrics().processing_objects, 2u);
+  // Another writer (other ids, or none) still waits for these puts.
+  EXPECT_EQ((*master_->BatchPutStart(Views({"a"}), {kMiB}, {}, {ids[0] + 100}))[0].error,
+            ErrorCode::REPLICA_IS_NOT_READY);
+  EXPECT_EQ(PutStartOne("b", kMiB), ErrorCode::REPLICA_IS_NOT_READY);
+  // Completed: the repeat answers that the object exists.
+  ASSERT_THAT(*master_->BatchPutEnd(Views({"a"}), {ids[0]}), Each(ErrorCode::OK));
+  EXPECT_EQ((*master_->BatchPutStart(Views({"a"}), {kMiB}, {}, {ids[0]}))[0].error,
+            ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(ToErrorCode(master_->BatchPutStart(Views({"c"}), {kMiB}, {}, {0}).status()),
+            ErrorCode::INVALID_PARAMS);
+  ExpectInvariants();
+}
+
+// A put whose writes may still land (IsUnsettledWrite) is revoked into quarantine: the key is free
+// at once, the space is handed out again only after put_start_release_timeout.
+TEST_F(MasterServiceTest, QuarantinedRevokeFreesTheKeyButNotTheSpace) {
+  MasterServiceOptions o = Options();
+  o.put_start_release_timeout = absl::Seconds(60);
+  Reset(o);
+  Mount(kClientA, "host-a:1", kBaseA, kMiB);  // room for one object
+  std::vector<ObjectReplicas> first = PutStart({"k"}, kMiB);
+  ASSERT_EQ(first[0].error, ErrorCode::OK);
+  EXPECT_THAT(*master_->BatchPutRevoke(Views({"k"}), {first[0].put_id}, /*quarantine=*/true),
+              Each(ErrorCode::OK));
+  EXPECT_EQ(master_->GetMetrics().discarded_bytes, kMiB);
+  EXPECT_EQ(PutStartOne("other", kMiB), ErrorCode::NO_AVAILABLE_HANDLE) << "space reused at once";
+  ExpectInvariants();
+  clock_.Advance(absl::Seconds(61));
+  master_->Tick();
+  std::vector<ObjectReplicas> again = PutStart({"k"}, kMiB);
+  ASSERT_EQ(again[0].error, ErrorCode::OK);
+  EXPECT_EQ(again[0].replicas[0].address, first[0].replicas[0].address);
+  ExpectInvariants();
+}
+
 // A put is ended or revoked only by its own put id: after the master dropped a writer's put (its
 // segment died, or it was abandoned), that writer's late put-end or revoke must not touch another
 // writer's put of the same key, whose space may still be being written.

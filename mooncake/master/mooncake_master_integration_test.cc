@@ -189,7 +189,7 @@ TEST(MooncakeMasterTest, ServesGrpcAndHttpAndStopsOnSigterm) {
   std::vector<std::string> keys;
   for (int i = 0; i < 256; ++i) keys.push_back(absl::StrCat("hash", i, "_0_k"));
   std::vector<uint64_t> sizes(keys.size(), kMiB);
-  auto started = client->BatchPutStart(keys, sizes, ReplicateConfig{});
+  auto started = client->BatchPutStart(keys, sizes, ReplicateConfig{}, {});
   ASSERT_TRUE(started.ok()) << started.status();
   for (const ObjectReplicas& o : *started) ASSERT_EQ(o.error, ErrorCode::OK);
   ASSERT_TRUE(client->BatchPutEnd(keys, {}).ok());
@@ -197,7 +197,7 @@ TEST(MooncakeMasterTest, ServesGrpcAndHttpAndStopsOnSigterm) {
   ASSERT_TRUE(exist.ok());
   EXPECT_EQ(std::count(exist->begin(), exist->end(), ErrorCode::OK), 256);
   // Putting existing keys again changes nothing.
-  auto again = client->BatchPutStart(keys, sizes, ReplicateConfig{});
+  auto again = client->BatchPutStart(keys, sizes, ReplicateConfig{}, {});
   EXPECT_EQ((*again)[0].error, ErrorCode::OBJECT_ALREADY_EXISTS);
 
   httplib::Client http("127.0.0.1", ports.metrics);
@@ -238,7 +238,7 @@ TEST(MooncakeMasterTest, KilledAndRestartedMasterAsksClientsToRemount) {
     ASSERT_TRUE(master.WaitReady()) << master.err();
     client = Connect(ports.grpc);
     ASSERT_TRUE(client->MountSegment(kClient, {"127.0.0.1:17002", kBase, 64 * kMiB}).ok());
-    ASSERT_TRUE(client->BatchPutStart({"before"}, {kMiB}, ReplicateConfig{}).ok());
+    ASSERT_TRUE(client->BatchPutStart({"before"}, {kMiB}, ReplicateConfig{}, {}).ok());
     ASSERT_TRUE(client->BatchPutEnd({"before"}, {}).ok());
     EXPECT_FALSE(client->Heartbeat(kClient)->need_remount);
     master.Signal(SIGKILL);
@@ -269,7 +269,7 @@ TEST(MooncakeMasterTest, KilledAndRestartedMasterAsksClientsToRemount) {
   EXPECT_THAT(*client->BatchExistKey({"before"}), ElementsAre(ErrorCode::OBJECT_NOT_FOUND));
   ASSERT_TRUE(client->RemountSegment(kClient, {{"127.0.0.1:17002", kBase, 64 * kMiB}}).ok());
   EXPECT_FALSE(client->Heartbeat(kClient)->need_remount);
-  auto put = client->BatchPutStart({"after"}, {kMiB}, ReplicateConfig{});
+  auto put = client->BatchPutStart({"after"}, {kMiB}, ReplicateConfig{}, {});
   ASSERT_TRUE(put.ok());
   EXPECT_EQ((*put)[0].error, ErrorCode::OK);
 }
@@ -282,7 +282,7 @@ TEST(MooncakeMasterTest, SilentClientIsUnmounted) {
   ASSERT_TRUE(master.WaitReady()) << master.err();
   auto client = Connect(ports.grpc);
   ASSERT_TRUE(client->MountSegment(kClient, {"127.0.0.1:17003", kBase, 64 * kMiB}).ok());
-  ASSERT_TRUE(client->BatchPutStart({"k"}, {kMiB}, ReplicateConfig{}).ok());
+  ASSERT_TRUE(client->BatchPutStart({"k"}, {kMiB}, ReplicateConfig{}, {}).ok());
   ASSERT_TRUE(client->BatchPutEnd({"k"}, {}).ok());
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (!client->ListSegments()->empty() && absl::Now() < deadline) {

@@ -28,6 +28,7 @@
 #include "mooncake/metadata/http_request_parser.h"
 #include "mooncake/metadata/metadata_store.h"
 #include "mooncake/net/host_port.h"
+#include "mooncake/net/memory_budget.h"
 
 namespace mooncake::metadata {
 namespace {
@@ -120,8 +121,8 @@ Response TextResponse(int status, std::string text) {
 
 // Connection is one client socket. Owned and touched only by the loop thread.
 struct Connection {
-  explicit Connection(int fd, std::string peer, HttpParseLimits limits)
-      : fd(fd), peer(std::move(peer)), parser(limits) {}
+  Connection(int fd, std::string peer, HttpParseLimits limits, MemoryBudget* budget)
+      : fd(fd), peer(std::move(peer)), parser(limits), held(budget) {}
 
   const int fd;
   const std::string peer;
@@ -137,6 +138,8 @@ struct Connection {
   absl::Time last_activity;        // last byte received or sent
   absl::Time request_start;        // first byte of the request being read
   absl::Time linger_start;
+  // The bytes of the request body being received, charged to the server's in-flight budget.
+  MemoryBudget::Reservation held;
 };
 
 }  // namespace
@@ -144,7 +147,9 @@ struct Connection {
 class HttpMetadataServer::Impl {
  public:
   explicit Impl(HttpMetadataServerOptions options)
-      : options_(std::move(options)), store_(options_.max_keys) {}
+      : options_(std::move(options)),
+        store_(options_.max_keys, options_.max_total_bytes),
+        inflight_(options_.max_inflight_bytes) {}
 
   ~Impl() { Stop(); }
 
@@ -175,6 +180,7 @@ class HttpMetadataServer::Impl {
   const HttpMetadataServerOptions options_;  // constant after construction
   Clock* const clock_ = RealClock::Get();
   MetadataStore store_;
+  MemoryBudget inflight_;
 
   absl::Mutex lifecycle_mu_;
   bool started_ ABSL_GUARDED_BY(lifecycle_mu_) = false;
@@ -382,7 +388,7 @@ void HttpMetadataServer::Impl::Accept() {
     HttpParseLimits limits;
     limits.max_header_bytes = kMaxHeaderBytes;
     limits.max_body_bytes = options_.max_body_bytes;
-    auto conn = std::make_unique<Connection>(fd, PeerName(addr), limits);
+    auto conn = std::make_unique<Connection>(fd, PeerName(addr), limits, &inflight_);
     conn->last_activity = Now();
     conn->interest = EPOLLIN;
     epoll_event ev{};
@@ -515,6 +521,18 @@ void HttpMetadataServer::Impl::ParseInput(Connection* c) {
     if (used == 0) break;  // defensive: the parser always consumes while it needs bytes
   }
   c->input.erase(0, offset);
+  // Charge the body received so far; past the server's budget the request is refused.
+  const size_t receiving =
+      c->parser.state() == HttpRequestParser::State::kBody ? c->parser.request().body.size() : 0;
+  if (receiving == 0) {
+    c->held.Reset();
+  } else if (receiving > c->held.bytes() && !c->held.Grow(receiving - c->held.bytes())) {
+    c->held.Reset();
+    Queue(c,
+          TextResponse(503, "metadata server busy: too many request bytes in flight; retry later"),
+          /*keep_alive=*/false);
+    return;
+  }
   // Interim "100 Continue": the client waits for it before sending a body it announced.
   if (c->parser.state() == HttpRequestParser::State::kBody && c->parser.request().expect_continue &&
       c->parser.request().body.empty() && !c->sent_continue) {

@@ -40,7 +40,10 @@ struct HttpMetadataServerOptions {
   int port = 8080;                   // 0 picks an ephemeral port; see HttpMetadataServer::port()
   size_t max_body_bytes = 16 << 20;  // larger PUT bodies get 413
   size_t max_keys = 1 << 20;         // PUT of a new key beyond this gets 507
-  // Additions beyond COMPAT.md (defaults suit production; tests shorten them):
+  // Additions beyond COMPAT.md, so that memory is bounded by configuration, not by clients:
+  size_t max_total_bytes = 1 << 30;       // keys and values stored; a PUT beyond gets 507
+  size_t max_inflight_bytes = 256 << 20;  // request bodies being received; beyond gets 503
+  // Timeouts and connections (defaults suit production; tests shorten them):
   absl::Duration request_timeout = absl::Seconds(10);  // first byte to last byte of a request,
                                                        // and longest stall while sending a reply
   absl::Duration idle_timeout = absl::Seconds(60);     // keep-alive connection with no request

@@ -18,6 +18,10 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "Address to bind (only this one), e.g. 1
 ABSL_FLAG(int, port, 8080, "TCP port to listen on; 0 picks a free one (logged at start).");
 ABSL_FLAG(int64_t, max_body_bytes, 16 << 20, "Largest PUT body accepted (bytes); larger gets 413.");
 ABSL_FLAG(int64_t, max_keys, 1 << 20, "Most keys stored; a PUT of a new key beyond gets 507.");
+ABSL_FLAG(int64_t, max_total_bytes, int64_t{1} << 30,
+          "Most bytes of keys and values stored; a PUT beyond gets 507.");
+ABSL_FLAG(int64_t, max_inflight_bytes, int64_t{256} << 20,
+          "Most bytes of request bodies being received at once; beyond gets 503.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -26,8 +30,11 @@ int main(int argc, char** argv) {
       "Usage: http_metadata_server [--host 0.0.0.0] [--port 8080]");
   absl::ParseCommandLine(argc, argv);
 
-  if (absl::GetFlag(FLAGS_max_body_bytes) <= 0 || absl::GetFlag(FLAGS_max_keys) <= 0) {
-    std::fprintf(stderr, "--max_body_bytes and --max_keys must be positive\n");
+  if (absl::GetFlag(FLAGS_max_body_bytes) <= 0 || absl::GetFlag(FLAGS_max_keys) <= 0 ||
+      absl::GetFlag(FLAGS_max_total_bytes) <= 0 || absl::GetFlag(FLAGS_max_inflight_bytes) <= 0) {
+    std::fprintf(stderr,
+                 "--max_body_bytes, --max_keys, --max_total_bytes and --max_inflight_bytes must "
+                 "be positive\n");
     return 2;
   }
 
@@ -44,6 +51,8 @@ int main(int argc, char** argv) {
   options.port = absl::GetFlag(FLAGS_port);
   options.max_body_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   options.max_keys = static_cast<size_t>(absl::GetFlag(FLAGS_max_keys));
+  options.max_total_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_total_bytes));
+  options.max_inflight_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_inflight_bytes));
   mooncake::metadata::HttpMetadataServer server(options);
   absl::Status started = server.Start();
   if (!started.ok()) {

@@ -93,6 +93,7 @@ absl::Status StoreClient::Setup() {
     segment_ = {engine_->segment_name(), reinterpret_cast<uint64_t>(segment_memory_),
                 config.global_segment_size, engine_->instance()};
   }
+  hostname_ = engine_->segment_name();
   StoreCoreOptions core;
   core.client_id = client_id_;
   core.segment = segment_;
@@ -117,8 +118,30 @@ absl::Status StoreClient::Setup() {
 
 StoreClient::~StoreClient() { Close().IgnoreError(); }
 
+StoreClient::Call::Call(StoreClient* client) : client_(client) {
+  absl::MutexLock lock(&client_->calls_mu_);
+  if (client_->closed_) {
+    status_ = MakeError(ErrorCode::INVALID_PARAMS, "store is closed");
+    return;
+  }
+  ++client_->calls_;
+}
+
+StoreClient::Call::~Call() {
+  if (!status_.ok()) return;
+  absl::MutexLock lock(&client_->calls_mu_);
+  --client_->calls_;
+}
+
 absl::Status StoreClient::Close() {
-  if (closed_.exchange(true)) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (closed_) return absl::OkStatus();
+    closed_ = true;
+    // New calls fail from here on; the ones in flight finish first.
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls_mu_) { return calls_ == 0; };
+    calls_mu_.Await(absl::Condition(&idle));
+  }
   stop_.Notify();
   if (heartbeat_.joinable()) heartbeat_.join();
   workers_.reset();  // drains queued async work first
@@ -130,13 +153,11 @@ absl::Status StoreClient::Close() {
     engine_->FreeSharedMemory(segment_memory_).IgnoreError();
     segment_memory_ = nullptr;
   }
+  core_.reset();
+  data_.reset();
+  engine_ = nullptr;
   owned_engine_.reset();
   return s;
-}
-
-absl::Status StoreClient::CheckOpen() const {
-  if (closed_.load()) return MakeError(ErrorCode::INVALID_PARAMS, "store is closed");
-  return absl::OkStatus();
 }
 
 void StoreClient::HeartbeatLoop() {
@@ -147,30 +168,35 @@ void StoreClient::HeartbeatLoop() {
 }
 
 absl::Status StoreClient::RegisterBuffer(void* ptr, uint64_t size) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return s;
+  Call call(this);
+  if (!call.status().ok()) return call.status();
   return engine_->RegisterLocalMemory(ptr, size, "cpu:0", /*remote_accessible=*/false);
 }
 
 absl::Status StoreClient::UnregisterBuffer(void* ptr) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return s;
+  Call call(this);
+  if (!call.status().ok()) return call.status();
   return engine_->UnregisterLocalMemory(ptr);
 }
 
 std::vector<int> StoreClient::BatchIsExist(const std::vector<std::string>& keys) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return std::vector<int>(keys.size(), Code(s));
+  Call call(this);
+  if (!call.status().ok()) return std::vector<int>(keys.size(), Code(call.status()));
   return Await<std::vector<int>>([&](auto done) { core_->BatchIsExist(keys, done); });
 }
 
 std::vector<int> StoreClient::BatchPut(const std::vector<std::string>& keys,
                                        const std::vector<std::vector<BufferRef>>& buffers,
                                        const ReplicateConfig& config) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return std::vector<int>(keys.size(), Code(s));
+  Call call(this);
+  if (!call.status().ok()) return std::vector<int>(keys.size(), Code(call.status()));
   return Await<std::vector<int>>([&](auto done) { core_->BatchPut(keys, buffers, config, done); });
 }
 
 std::vector<int64_t> StoreClient::BatchGet(const std::vector<std::string>& keys,
                                            const std::vector<std::vector<BufferRef>>& buffers) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return std::vector<int64_t>(keys.size(), Code(s));
+  Call call(this);
+  if (!call.status().ok()) return std::vector<int64_t>(keys.size(), Code(call.status()));
   return Await<std::vector<int64_t>>([&](auto done) { core_->BatchGet(keys, buffers, done); });
 }
 
@@ -191,6 +217,8 @@ void StoreClient::BatchGetAsync(std::vector<std::string> keys,
 
 int StoreClient::PutBytes(const std::string& key, absl::string_view value,
                           const ReplicateConfig& config) {
+  Call call(this);
+  if (!call.status().ok()) return Code(call.status());
   if (value.empty()) return Code(ErrorCode::INVALID_PARAMS);
   // Copy into private memory so the temporary registration cannot overlap the caller's.
   std::string copy(value);
@@ -204,6 +232,8 @@ int StoreClient::PutBytes(const std::string& key, absl::string_view value,
 }
 
 absl::StatusOr<std::string> StoreClient::GetBytes(const std::string& key) {
+  Call call(this);
+  if (!call.status().ok()) return call.status();
   int64_t size = GetSize(key);
   if (size < 0) return MakeError(static_cast<ErrorCode>(size), absl::StrCat("get ", key));
   std::string value(static_cast<size_t>(size), '\0');
@@ -219,24 +249,28 @@ absl::StatusOr<std::string> StoreClient::GetBytes(const std::string& key) {
 }
 
 int64_t StoreClient::GetSize(const std::string& key) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return Code(s);
+  Call call(this);
+  if (!call.status().ok()) return Code(call.status());
   return Await<int64_t>([&](auto done) { core_->GetSize(key, done); });
 }
 
 int StoreClient::Remove(const std::string& key, bool force) { return BatchRemove({key}, force)[0]; }
 
 std::vector<int> StoreClient::BatchRemove(const std::vector<std::string>& keys, bool force) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return std::vector<int>(keys.size(), Code(s));
+  Call call(this);
+  if (!call.status().ok()) return std::vector<int>(keys.size(), Code(call.status()));
   return Await<std::vector<int>>([&](auto done) { core_->BatchRemove(keys, force, done); });
 }
 
 int64_t StoreClient::RemoveByRegex(const std::string& regex, bool force) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return Code(s);
+  Call call(this);
+  if (!call.status().ok()) return Code(call.status());
   return Await<int64_t>([&](auto done) { core_->RemoveByRegex(regex, force, done); });
 }
 
 int64_t StoreClient::RemoveAll(bool force) {
-  if (absl::Status s = CheckOpen(); !s.ok()) return Code(s);
+  Call call(this);
+  if (!call.status().ok()) return Code(call.status());
   return Await<int64_t>([&](auto done) { core_->RemoveAll(force, done); });
 }
 

@@ -63,11 +63,14 @@ class StoreClient {
   StoreClient(const StoreClient&) = delete;
   StoreClient& operator=(const StoreClient&) = delete;
 
-  // Close unmounts the segment and stops heartbeats; later calls fail. Idempotent.
+  // Close waits for the calls in flight on other threads, then unmounts the segment, stops
+  // heartbeats and releases the engine; calls made after it fail with INVALID_PARAMS ("store is
+  // closed"). Idempotent.
   absl::Status Close();
 
-  // The segment name of this client's transfer engine ("host:port").
-  const std::string& hostname() const { return engine_->segment_name(); }
+  // The segment name of this client's transfer engine ("host:port"); stays valid after Close.
+  const std::string& hostname() const { return hostname_; }
+  // engine is null after Close.
   TransferEngine* engine() { return engine_; }
 
   absl::Status RegisterBuffer(void* ptr, uint64_t size);
@@ -112,7 +115,18 @@ class StoreClient {
   explicit StoreClient(StoreOptions options);
   absl::Status Setup();
   void HeartbeatLoop();
-  absl::Status CheckOpen() const;
+  // Call is held by every public call while it runs; Close waits until none is. A call made
+  // after Close started fails with the returned status.
+  class Call {
+   public:
+    explicit Call(StoreClient* client);
+    ~Call();
+    const absl::Status& status() const { return status_; }
+
+   private:
+    StoreClient* const client_;
+    absl::Status status_;
+  };
 
   StoreOptions options_;
   std::unique_ptr<TransferEngine> owned_engine_;
@@ -124,7 +138,10 @@ class StoreClient {
   ClientId client_id_;
   SegmentDesc segment_;  // size 0 for a pure client
   void* segment_memory_ = nullptr;
-  std::atomic<bool> closed_{false};
+  std::string hostname_;
+  absl::Mutex calls_mu_;
+  bool closed_ ABSL_GUARDED_BY(calls_mu_) = false;
+  int calls_ ABSL_GUARDED_BY(calls_mu_) = 0;
   absl::Notification stop_;
   std::thread heartbeat_;
   std::unique_ptr<Executor> workers_;

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,7 @@
 #include "mooncake/common/error_code.h"
 #include "mooncake/master/local_master_client.h"
 #include "mooncake/master/master_service.h"
+#include "mooncake/transfer/tcp/tcp_frame.h"
 
 namespace mooncake {
 namespace {
@@ -22,8 +24,10 @@ class StoreClientTest : public ::testing::Test {
  protected:
   StoreClientTest() : master_(MasterServiceOptions(), RealClock::Get()) {}
 
-  std::unique_ptr<StoreClient> NewClient(uint64_t segment_size, bool allow_shm = true) {
+  std::unique_ptr<StoreClient> NewClient(uint64_t segment_size, bool allow_shm = true,
+                                         absl::Duration transfer_timeout = absl::Seconds(30)) {
     StoreOptions o;
+    o.engine_options.transfer_timeout = transfer_timeout;
     o.config.master_server_address = "127.0.0.1:50051";  // unused: the master is in-process
     o.config.local_hostname = "127.0.0.1";
     o.config.global_segment_size = segment_size;
@@ -188,6 +192,103 @@ TEST_F(StoreClientTest, ClosedClientRefusesWorkAndUnmounts) {
   ASSERT_TRUE(c->Close().ok());
   EXPECT_EQ(master_.ListSegments().size(), 0u);
   EXPECT_LT(c->BatchIsExist({"x"})[0], 0);
+}
+
+// Holds back WRITE frames at a TCP data server until released (a peer slow to drain a write).
+class WriteStall {
+ public:
+  // Stalls the first `count` WRITE frames.
+  explicit WriteStall(int count) : left_(count) {}
+  std::function<void(const FrameHeader&)> Hook() {
+    return [this](const FrameHeader&) {
+      absl::MutexLock lock(&mu_);
+      if (left_ == 0) return;
+      --left_;
+      ++stalled_;
+      mu_.Await(absl::Condition(&released_));
+    };
+  }
+  void WaitStalled(int n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stalled_ >= n; };
+    mu_.Await(absl::Condition(&reached));
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int left_ ABSL_GUARDED_BY(mu_);
+  int stalled_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Regression (defect 3): a TCP write the owner was slow to drain timed out at the writer, which
+// reported it failed at once; the put was revoked, its space went to another object, and the late
+// bytes then overwrote that object. A timed-out write is now reported only once the owner has
+// fenced the connection, so nothing of it lands afterwards.
+TEST_F(StoreClientTest, ATimedOutTcpWriteNeverLandsInReusedSpace) {
+  constexpr uint64_t kObject = 256 << 10;
+  auto owner = NewClient(kObject, /*allow_shm=*/false);  // room for exactly one object
+  auto slow = NewClient(0, false, /*transfer_timeout=*/absl::Milliseconds(300));
+  auto other = NewClient(0, false);
+  WriteStall stall(1);
+  owner->engine()->SetTcpFaultHookForTesting(stall.Hook());
+  std::vector<char> late(kObject, 'L'), good(kObject, 'G'), back(kObject, 0);
+  ASSERT_TRUE(slow->RegisterBuffer(late.data(), late.size()).ok());
+  ASSERT_TRUE(other->RegisterBuffer(good.data(), good.size()).ok());
+  ASSERT_TRUE(other->RegisterBuffer(back.data(), back.size()).ok());
+  std::thread writer([&] {
+    int rc = slow->BatchPut({"late"}, {{{late.data(), kObject}}}, ReplicateConfig())[0];
+    EXPECT_EQ(rc, static_cast<int>(ErrorCode::TRANSFER_FAIL));
+  });
+  stall.WaitStalled(1);
+  writer.join();  // timed out, settled, revoked
+  // The space is handed to another object, whose write goes through.
+  ASSERT_EQ(other->BatchPut({"good"}, {{{good.data(), kObject}}}, ReplicateConfig())[0], 0);
+  stall.Release();  // the owner finally gets to the late write
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_EQ(other->BatchGet({"good"}, {{{back.data(), kObject}}})[0],
+            static_cast<int64_t>(kObject));
+  EXPECT_EQ(back, good) << "the timed-out write landed on the object that reused its space";
+}
+
+// Regression (defect 6): Close released the engine while calls on other threads were still using
+// it, and left engine_ dangling for later calls (PutBytes did not even check the store was open).
+TEST_F(StoreClientTest, CloseWaitsForCallsInFlightAndLaterCallsFailCleanly) {
+  auto owner = NewClient(16 << 20, /*allow_shm=*/false);
+  auto client = NewClient(0, false);
+  const std::string name = client->hostname();
+  WriteStall stall(1);
+  owner->engine()->SetTcpFaultHookForTesting(stall.Hook());
+  std::vector<char> buf(64 << 10, 'x');
+  ASSERT_TRUE(client->RegisterBuffer(buf.data(), buf.size()).ok());
+  std::atomic<bool> put_done{false}, closed{false};
+  std::thread put([&] {
+    EXPECT_EQ(client->BatchPut({"k"}, {{{buf.data(), buf.size()}}}, ReplicateConfig())[0], 0);
+    put_done = true;
+  });
+  stall.WaitStalled(1);
+  std::thread closer([&] {
+    EXPECT_TRUE(client->Close().ok());
+    closed = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(closed.load()) << "Close returned while a put was still in flight";
+  stall.Release();
+  put.join();
+  closer.join();
+  EXPECT_TRUE(put_done.load());
+  const int closed_code = static_cast<int>(ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(client->PutBytes("after", "v", ReplicateConfig()), closed_code);
+  EXPECT_EQ(ToErrorCode(client->GetBytes("k").status()), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(client->BatchIsExist({"k"})[0], closed_code);
+  EXPECT_EQ(ToErrorCode(client->RegisterBuffer(buf.data(), buf.size())), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(client->hostname(), name);
+  EXPECT_EQ(client->engine(), nullptr);
+  EXPECT_EQ(owner->BatchIsExist({"k"})[0], 1);  // the put finished before the client went away
 }
 
 }  // namespace

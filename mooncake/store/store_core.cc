@@ -131,6 +131,9 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
           return;
         }
         mounted_ = false;
+        // The master will hand the whole segment out again: no write that reached it before
+        // (say, before a stall longer than client_ttl) may land in it afterwards.
+        options_.data->FenceInbound();
         CallMaster<absl::Status>([id = options_.client_id, seg = options_.segment](
                                      MasterClient& m) { return m.RemountSegment(id, {seg}); },
                                  [this, done](absl::Status s) {
@@ -234,6 +237,7 @@ struct StoreCore::PutOp {
   std::vector<size_t> todo;       // keys for the next put-start
   std::vector<size_t> waiting;    // keys another writer holds (REPLICA_IS_NOT_READY)
   std::vector<uint64_t> put_ids;  // per key, from the latest put-start that allocated it
+  std::vector<size_t> unsettled;  // failed keys whose writes may still land
   int64_t wait_deadline_ns = 0;
   absl::Duration wait_interval;
 };
@@ -275,21 +279,25 @@ void StoreCore::PutRound(std::shared_ptr<PutOp> op) {
   }
   auto keys = std::make_shared<std::vector<std::string>>();
   auto sizes = std::make_shared<std::vector<uint64_t>>();
+  auto put_ids = std::make_shared<std::vector<uint64_t>>();
   for (size_t i : op->todo) {
     keys->push_back(op->keys[i]);
     sizes->push_back(op->sizes[i]);
+    put_ids->push_back(NextPutId());
   }
   CallMaster<absl::StatusOr<std::vector<ObjectReplicas>>>(
-      [keys, sizes, config = op->config](MasterClient& m) {
-        return m.BatchPutStart(*keys, *sizes, config);
+      [keys, sizes, put_ids, config = op->config](MasterClient& m) {
+        return m.BatchPutStart(*keys, *sizes, config, *put_ids);
       },
-      [this, op](absl::StatusOr<std::vector<ObjectReplicas>> started) {
+      [this, op, keys, put_ids](absl::StatusOr<std::vector<ObjectReplicas>> started) {
         std::vector<size_t> todo = std::move(op->todo);
         op->todo.clear();
         if (!started.ok()) {
-          // The master may have allocated anyway; those puts are discarded after
-          // put_start_discard_timeout. Revoking blindly could free another writer's put.
+          // The master may have allocated anyway. Our put ids name exactly those puts, so they
+          // can be given back without touching another writer's (else they would wait for
+          // put_start_discard_timeout); nothing of ours was written into them.
           for (size_t i : todo) op->out[i] = Code(started.status());
+          Revoke(std::move(*keys), std::move(*put_ids), /*quarantine=*/false);
           PutMaybeDone(op);
           return;
         }
@@ -338,9 +346,15 @@ void StoreCore::PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
           absl::Status s = FirstError(results, (*ranges)[k].first, (*ranges)[k].second);
           if (s.ok()) {
             written.push_back(i);
-          } else {
-            op->out[i] = Code(s);
-            failed.push_back(i);
+            continue;
+          }
+          op->out[i] = Code(s);
+          failed.push_back(i);
+          for (size_t r = (*ranges)[k].first; r < (*ranges)[k].second; ++r) {
+            if (IsUnsettledWrite(results[r])) {
+              op->unsettled.push_back(i);
+              break;
+            }
           }
         }
         PutFinish(op, std::move(written), std::move(failed));
@@ -350,20 +364,21 @@ void StoreCore::PutWrite(std::shared_ptr<PutOp> op, std::vector<size_t> todo,
 void StoreCore::PutFinish(std::shared_ptr<PutOp> op, std::vector<size_t> written,
                           std::vector<size_t> failed) {
   if (!failed.empty()) {
-    // Every write has finished (DataPath contract), so the space may be handed out again. The
-    // put ids make sure only our puts are revoked: if the master dropped one meanwhile, the key
-    // may belong to another writer's put by now.
-    auto revoke = std::make_shared<std::vector<std::string>>();
-    auto revoke_ids = std::make_shared<std::vector<uint64_t>>();
+    // Every write has finished (DataPath contract), so the space may be handed out again, except
+    // where a write could not be settled: that space stays reserved. The put ids make sure only
+    // our puts are revoked: if the master dropped one meanwhile, the key may belong to another
+    // writer's put by now.
+    std::vector<std::string> settled_keys, unsettled_keys;
+    std::vector<uint64_t> settled_ids, unsettled_ids;
     for (size_t i : failed) {
-      revoke->push_back(op->keys[i]);
-      revoke_ids->push_back(op->put_ids[i]);
+      const bool unsettled =
+          std::find(op->unsettled.begin(), op->unsettled.end(), i) != op->unsettled.end();
+      (unsettled ? unsettled_keys : settled_keys).push_back(op->keys[i]);
+      (unsettled ? unsettled_ids : settled_ids).push_back(op->put_ids[i]);
     }
-    CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
-        [revoke, revoke_ids](MasterClient& m) { return m.BatchPutRevoke(*revoke, *revoke_ids); },
-        [](absl::StatusOr<std::vector<ErrorCode>> r) {
-          if (!r.ok()) MC_LOG(WARNING) << "put revoke failed: " << r.status();
-        });
+    op->unsettled.clear();
+    if (!settled_keys.empty()) Revoke(std::move(settled_keys), std::move(settled_ids), false);
+    if (!unsettled_keys.empty()) Revoke(std::move(unsettled_keys), std::move(unsettled_ids), true);
   }
   if (written.empty()) {
     PutMaybeDone(std::move(op));
@@ -390,6 +405,30 @@ void StoreCore::PutFinish(std::shared_ptr<PutOp> op, std::vector<size_t> written
         }
         PutMaybeDone(op);
       });
+}
+
+void StoreCore::Revoke(std::vector<std::string> keys, std::vector<uint64_t> put_ids,
+                       bool quarantine) {
+  auto k = std::make_shared<std::vector<std::string>>(std::move(keys));
+  auto ids = std::make_shared<std::vector<uint64_t>>(std::move(put_ids));
+  CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
+      [k, ids, quarantine](MasterClient& m) { return m.BatchPutRevoke(*k, *ids, quarantine); },
+      [](absl::StatusOr<std::vector<ErrorCode>> r) {
+        if (!r.ok()) MC_LOG(WARNING) << "put revoke failed: " << r.status();
+      });
+}
+
+uint64_t StoreCore::NextPutId() {
+  // splitmix64 of (client id, counter): distinct per client and call; the top bit set keeps the
+  // ids apart from the ones a master picks itself.
+  uint64_t x = options_.client_id.high ^ (options_.client_id.low * 0x9e3779b97f4a7c15ULL) ^
+               put_counter_.fetch_add(1, std::memory_order_relaxed) * 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x | (uint64_t{1} << 63);
 }
 
 void StoreCore::PutMaybeDone(std::shared_ptr<PutOp> op) {

@@ -13,7 +13,10 @@
 //
 // Put: put-start (the master allocates), write every replica, put-end (or revoke on failure). A
 // key another writer is still putting is waited for (up to put_wait_timeout): the put answers 0
-// only once the object is readable, and writes it itself if the other writer gave up.
+// only once the object is readable, and writes it itself if the other writer gave up. Put ids are
+// chosen here, so a put-start whose answer was lost can be repeated or revoked safely; a put
+// whose writes may still land (IsUnsettledWrite) is revoked into quarantine, so its space is not
+// handed to another object meanwhile.
 // Get: replica list (which leases the object), read the closest replica, and LEASE_EXPIRED if the
 // lease ran out before the bytes arrived (the space may have been reused by then).
 //
@@ -116,9 +119,14 @@ class StoreCore {
   // Waits for keys another writer holds, then retries them.
   void PutAwaitOthers(std::shared_ptr<PutOp> op);
   void PutMaybeDone(std::shared_ptr<PutOp> op);
+  // Revoke gives up our puts of `keys` (by put id); `quarantine` keeps their space reserved.
+  void Revoke(std::vector<std::string> keys, std::vector<uint64_t> put_ids, bool quarantine);
+  // NextPutId is a fresh nonzero id, unique to this client in practice.
+  uint64_t NextPutId();
 
   const StoreCoreOptions options_;
   std::atomic<bool> mounted_{false};
+  std::atomic<uint64_t> put_counter_{0};
 };
 
 }  // namespace mooncake

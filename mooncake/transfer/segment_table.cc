@@ -288,8 +288,7 @@ std::shared_ptr<const TransferEngine::SegmentView> TransferEngine::BuildView(
       shm = std::make_shared<ShmRoute>(std::shared_ptr<ShmPeer>(std::move(*peer)), view->desc,
                                        generation);
     } else {
-      MC_LOG(WARNING) << "segment " << name
-                      << ": shared memory unavailable: " << peer.status();
+      MC_LOG(WARNING) << "segment " << name << ": shared memory unavailable: " << peer.status();
     }
   }
   if (view->desc == nullptr) view->desc = std::make_shared<const SegmentDescriptor>(desc);

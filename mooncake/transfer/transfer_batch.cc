@@ -2,23 +2,9 @@
 
 #include <utility>
 
-#include "absl/strings/cord.h"
 #include "mooncake/common/logging.h"
 
 namespace mooncake {
-
-namespace {
-constexpr char kUnsettledPayload[] = "mooncake.transfer/unsettled-write";
-}  // namespace
-
-absl::Status MarkUnsettledWrite(absl::Status failed) {
-  if (!failed.ok()) failed.SetPayload(kUnsettledPayload, absl::Cord("1"));
-  return failed;
-}
-
-bool IsUnsettledWrite(const absl::Status& status) {
-  return !status.ok() && status.GetPayload(kUnsettledPayload).has_value();
-}
 
 TransferBatch::TransferBatch(size_t num_requests, Callback on_done)
     : tasks_(num_requests), pending_(num_requests), on_done_(std::move(on_done)) {}

@@ -15,14 +15,9 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "mooncake/common/error_code.h"
 
 namespace mooncake {
-
-// MarkUnsettledWrite tags a failed WRITE whose bytes may still land at the peer later (the peer
-// could not be told to drop them, see tcp/tcp_transport.h); IsUnsettledWrite tells. The caller
-// must not hand the target range to anyone else until the peer's writes are known to be over.
-absl::Status MarkUnsettledWrite(absl::Status failed);
-bool IsUnsettledWrite(const absl::Status& status);
 
 class TransferBatch {
  public:

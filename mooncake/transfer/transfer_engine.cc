@@ -491,7 +491,7 @@ std::vector<absl::Status> TransferEngine::Transfer(const std::vector<TransferReq
   // Every transport finishes its requests within transfer_timeout (TCP: the watchdog, then the
   // fence of a broken connection; RDMA: its retry budget); the margin covers the fence.
   const absl::Duration bound =
-      options_.transfer_timeout + 2 * options_.connect_timeout + absl::Seconds(5);
+      options_.transfer_timeout + 2 * options_.connect_timeout + absl::Seconds(1);
   if (!batch->Wait(bound)) {
     MC_LOG(ERROR) << "transfer engine " << segment_name_ << ": a batch of " << requests.size()
                   << " requests did not finish within " << absl::FormatDuration(bound);
@@ -510,6 +510,10 @@ std::vector<absl::Status> TransferEngine::Transfer(const std::vector<TransferReq
 int TransferEngine::Poll() { return rdma_ != nullptr ? rdma_->Poll() : 0; }
 
 bool TransferEngine::Idle() const { return rdma_ == nullptr || rdma_->Idle(); }
+
+void TransferEngine::SetTcpFaultHookForTesting(std::function<void(const FrameHeader&)> hook) {
+  if (tcp_server_ != nullptr) tcp_server_->SetFaultHookForTesting(std::move(hook));
+}
 
 void TransferEngine::FenceInbound() {
   if (tcp_server_ != nullptr) tcp_server_->FenceAll();

@@ -59,6 +59,7 @@ class ShmExporter;
 class ShmRoute;
 class TcpRoute;
 enum class FrameOp : uint8_t;
+struct FrameHeader;
 
 // DefaultCopyThreads is the machine's core count, capped at 4.
 int DefaultCopyThreads();
@@ -187,6 +188,9 @@ class TransferEngine {
     size_t rdma_accepted = 0;  // peers' rails accepted by this engine
   };
   Stats GetStats() const;
+  // SetTcpFaultHookForTesting stalls or observes WRITE frames this engine's TCP data server
+  // receives (tests only; see TcpDataServer::FaultHook).
+  void SetTcpFaultHookForTesting(std::function<void(const FrameHeader&)> hook);
   // rdma_transport is null unless protocol is "rdma" (tests and benchmarks read its stats).
   RdmaTransport* rdma_transport() const { return rdma_.get(); }
 

@@ -38,7 +38,7 @@ struct TransferEngine::Segment {
   // Guards the fields below; never held across I/O.
   absl::Mutex mu;
   std::shared_ptr<const SegmentView> view ABSL_GUARDED_BY(mu);  // null until first resolved
-  bool stale ABSL_GUARDED_BY(mu) = false;  // a connection to the peer failed: re-read it
+  bool stale ABSL_GUARDED_BY(mu) = false;           // a connection to the peer failed: re-read it
   int64_t failed_until_ns ABSL_GUARDED_BY(mu) = 0;  // a failed refresh is not retried before
   absl::Status failure ABSL_GUARDED_BY(mu);
   std::atomic<int64_t> last_used_ns{0};

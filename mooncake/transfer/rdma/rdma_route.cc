@@ -19,7 +19,8 @@ void RdmaRoute::Submit(const TransferOp& op, SubmitContext* ctx) {
   transport_->Submit(ctx->batch(), op.index, op.write, reinterpret_cast<uint64_t>(op.local),
                      op.remote, op.length, desc_);
   if (wake_) {
-    ctx->PendingFor<PendingWake>(transport_, [this] { return std::make_unique<PendingWake>(wake_); });
+    ctx->PendingFor<PendingWake>(transport_,
+                                 [this] { return std::make_unique<PendingWake>(wake_); });
   }
 }
 

@@ -1,0 +1,111 @@
+// StoreCore against the real MasterService, with a scripted DataPath (the seam) standing in for
+// the transfer engine: what the core does with each kind of transfer failure.
+#include "mooncake/store/store_core.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mooncake/common/clock.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/master/local_master_client.h"
+#include "mooncake/master/master_channel.h"
+#include "mooncake/master/master_service.h"
+
+namespace mooncake {
+namespace {
+
+// Fails every write with `failure`; `fenced` counts FenceInbound calls.
+class FailingDataPath final : public DataPath {
+ public:
+  explicit FailingDataPath(absl::Status failure) : failure_(std::move(failure)) {}
+  const std::string& local_segment() const override { return name_; }
+  int Closeness(const std::string&) override { return 2; }
+  void Transfer(std::vector<DataRequest> requests,
+                std::function<void(std::vector<absl::Status>)> done) override {
+    done(std::vector<absl::Status>(requests.size(), failure_));
+  }
+  void FenceInbound() override { ++fenced; }
+  int fenced = 0;
+
+ private:
+  const std::string name_ = "writer:1";
+  const absl::Status failure_;
+};
+
+class StoreCoreTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kObject = 64 << 10;
+  StoreCoreTest() : master_(Options(), &clock_), local_(&master_), channel_(&local_) {
+    EXPECT_TRUE(master_.MountSegment({9, 9}, {"owner:1", 1 << 20, kObject, 1}).ok());
+  }
+  static MasterServiceOptions Options() {
+    MasterServiceOptions o;
+    o.client_ttl = absl::Hours(1);
+    o.put_start_release_timeout = absl::Seconds(60);
+    return o;
+  }
+  std::unique_ptr<StoreCore> Core(DataPath* data, SegmentDesc segment = {}) {
+    StoreCoreOptions o;
+    o.client_id = {1, 2};
+    o.segment = segment;
+    o.master = &channel_;
+    o.data = data;
+    o.clock = &clock_;
+    o.timer = [](absl::Duration, std::function<void()> fn) { fn(); };
+    return std::make_unique<StoreCore>(std::move(o));
+  }
+  int Put(StoreCore* core, const std::string& key) {
+    int rc = 1;
+    core->BatchPut({key}, {{{buf_.data(), kObject}}}, ReplicateConfig(),
+                   [&](std::vector<int> r) { rc = r[0]; });
+    return rc;
+  }
+
+  ManualClock clock_{1'000'000'000};
+  MasterService master_;
+  LocalMasterClient local_;
+  DirectMasterChannel channel_;
+  std::vector<char> buf_ = std::vector<char>(kObject, 'x');
+};
+
+// A write that could not be settled (its bytes may still land) keeps its space reserved: the key
+// can be written again at once, but not into that space, until put_start_release_timeout.
+TEST_F(StoreCoreTest, UnsettledWriteIsRevokedIntoQuarantine) {
+  FailingDataPath unsettled(
+      MarkUnsettledWrite(MakeError(ErrorCode::TRANSFER_FAIL, "peer unreachable mid-write")));
+  auto core = Core(&unsettled);
+  EXPECT_EQ(Put(core.get(), "k"), static_cast<int>(ErrorCode::TRANSFER_FAIL));
+  const MasterMetrics m = master_.GetMetrics();
+  EXPECT_EQ(m.processing_objects, 0u) << "the key stays held";
+  EXPECT_EQ(m.discarded_bytes, kObject) << "the space was handed out again";
+  auto again = master_.BatchPutStart({"k"}, {kObject}, ReplicateConfig());
+  EXPECT_EQ((*again)[0].error, ErrorCode::NO_AVAILABLE_HANDLE);  // the only space is quarantined
+  EXPECT_TRUE(master_.CheckInvariants().ok());
+}
+
+// A write that failed for sure (the peer refused it, or confirmed it applied nothing) gives its
+// space back at once.
+TEST_F(StoreCoreTest, SettledWriteFailureFreesTheSpaceAtOnce) {
+  FailingDataPath settled(MakeError(ErrorCode::TRANSFER_FAIL, "peer refused"));
+  auto core = Core(&settled);
+  EXPECT_EQ(Put(core.get(), "k"), static_cast<int>(ErrorCode::TRANSFER_FAIL));
+  EXPECT_EQ(master_.GetMetrics().discarded_bytes, 0u);
+  EXPECT_EQ(master_.GetMetrics().allocated_bytes, 0u);
+  auto again = master_.BatchPutStart({"k"}, {kObject}, ReplicateConfig());
+  EXPECT_EQ((*again)[0].error, ErrorCode::OK);
+}
+
+// A client the master forgot fences its inbound writes before remounting: the master hands the
+// whole segment out again.
+TEST_F(StoreCoreTest, RemountFencesInboundWritesFirst) {
+  FailingDataPath data(absl::OkStatus());
+  auto core = Core(&data, {"writer:1", 8 << 20, 1 << 20, 5});
+  absl::Status heartbeat = absl::UnknownError("not run");
+  core->Heartbeat([&](absl::Status s) { heartbeat = s; });  // unknown client: need_remount
+  EXPECT_TRUE(heartbeat.ok()) << heartbeat;
+  EXPECT_EQ(data.fenced, 1);
+  EXPECT_TRUE(core->mounted());
+}
+
+}  // namespace
+}  // namespace mooncake
