@@ -77,8 +77,8 @@ class SimEngine::Control final : public mooncake::PeerControl {
     if (it == engines_->live_.end() || it->second->alive_.expired() ||
         it->second->engine_ == nullptr) {
       // A host that is up refuses (nothing listens); a dead host does not answer at all.
-      const bool host_up = it == engines_->live_.end() ||
-                           engines_->world_->network().host_alive(it->second->host_);
+      const bool host_up =
+          it == engines_->live_.end() || engines_->world_->network().host_alive(it->second->host_);
       if (!host_up) return MakeError(ErrorCode::RPC_TIMEOUT, absl::StrCat(segment, ": no answer"));
       return MakeError(ErrorCode::SEGMENT_NOT_FOUND,
                        absl::StrCat("segment ", segment, ": nothing listens there"));
@@ -113,8 +113,7 @@ void SimEngine::EnsurePolling() {
 SimEngines::SimEngines(World* world, const SimEngineOptions& options)
     : world_(world), options_(options) {}
 
-absl::StatusOr<std::unique_ptr<SimEngine>> SimEngines::Create(const std::string& name,
-                                                              HostId host,
+absl::StatusOr<std::unique_ptr<SimEngine>> SimEngines::Create(const std::string& name, HostId host,
                                                               mooncake::RdmaOptions rdma,
                                                               std::weak_ptr<bool> alive) {
   std::unique_ptr<SimEngine> e(new SimEngine());

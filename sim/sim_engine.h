@@ -37,15 +37,15 @@
 namespace sim {
 
 struct SimEngineOptions {
-  SimTime poll_period = 4 * kMicrosecond;         // Poll() while RDMA work is in flight
-  SimTime maintain_period = 100 * kMillisecond;   // Maintain()
-  SimTime control_latency = 20 * kMicrosecond;    // a control request's round trip
+  SimTime poll_period = 4 * kMicrosecond;        // Poll() while RDMA work is in flight
+  SimTime maintain_period = 100 * kMillisecond;  // Maintain()
+  SimTime control_latency = 20 * kMicrosecond;   // a control request's round trip
   absl::Duration accepted_probe_interval = absl::Milliseconds(500);
   absl::Duration segment_idle_timeout = absl::Minutes(5);
   // The synchronous Transfer's bound (in wall time: it blocks the simulator's thread).
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration connect_timeout = absl::Seconds(3);
-  uint64_t max_mr_chunk = 0;                      // RdmaOptions::max_mr_chunk for every engine
+  uint64_t max_mr_chunk = 0;  // RdmaOptions::max_mr_chunk for every engine
 };
 
 // SimMetadataDirectory is the metadata service of a simulated world: a plain key/value map.
@@ -72,7 +72,7 @@ class SimEngine {
   SimEngines* engines_ = nullptr;
   std::string name_;
   HostId host_ = kNoId;
-  std::weak_ptr<bool> alive_;  // the process's life
+  std::weak_ptr<bool> alive_;                                   // the process's life
   std::shared_ptr<bool> token_ = std::make_shared<bool>(true);  // this object's life
   bool polling_ = false;
   std::unique_ptr<Executor> executor_;

@@ -185,6 +185,74 @@ TEST_F(TcpTransportTest, SlicesQueuedBeforeAFailedReconnectFailCleanly) {
   EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), kSize).ok());
 }
 
+uint64_t Rss() {
+  FILE* f = fopen("/proc/self/statm", "r");
+  long pages = 0, resident = 0;
+  if (f != nullptr) {
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+  }
+  return static_cast<uint64_t>(resident) * sysconf(_SC_PAGESIZE);
+}
+
+// Regression (defect 8): a control frame's header made the server allocate and zero its claimed
+// payload (up to 16 MiB) at once, on each of up to 4096 connections. Control payloads now cost
+// only the bytes that arrived, within one budget for the whole server; past it a request gets an
+// error answer and the connection stays in step.
+TEST(TcpControlBudgetTest, PeersCannotMakeTheServerHoldMoreThanItsBudget) {
+  MemoryRegistry registry;
+  TcpDataServerOptions o;
+  o.control_budget_bytes = 2 << 20;
+  TcpDataServer server(
+      &registry,
+      [](FrameOp, const std::string& p) -> absl::StatusOr<std::string> {
+        return std::to_string(p.size());
+      },
+      o);
+  ASSERT_TRUE(server.Start("127.0.0.1", 0).ok());
+  const uint64_t rss0 = Rss();
+  std::vector<int> trickling;
+  for (int i = 0; i < 16; ++i) {
+    absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server.port(), absl::Seconds(1));
+    ASSERT_TRUE(fd.ok());
+    FrameHeader h;
+    h.op = FrameOp::kRdmaHandshake;
+    h.length = FrameHeader::kMaxControlPayload;  // claims 16 MiB
+    std::string some(100 << 10, 'x');
+    ASSERT_TRUE(SendAll(*fd, &h, sizeof(h)).ok());
+    ASSERT_TRUE(SendAll(*fd, some.data(), some.size()).ok());
+    trickling.push_back(*fd);
+  }
+  usleep(300 * 1000);
+  EXPECT_LE(server.control_budget().used(), o.control_budget_bytes);
+  EXPECT_LT(Rss() - std::min(Rss(), rss0), 64ull << 20) << "memory followed the claims";
+  // A request that does not fit is answered with an error; the connection keeps working.
+  absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server.port(), absl::Seconds(1));
+  ASSERT_TRUE(fd.ok());
+  auto call = [&](size_t bytes) -> std::pair<int32_t, std::string> {
+    FrameHeader h;
+    h.op = FrameOp::kRdmaHandshake;
+    h.length = bytes;
+    std::string payload(bytes, 'p');
+    EXPECT_TRUE(SendAll(*fd, &h, sizeof(h)).ok());
+    EXPECT_TRUE(SendAll(*fd, payload.data(), payload.size()).ok());
+    FrameHeader r;
+    EXPECT_TRUE(RecvAll(*fd, &r, sizeof(r)).ok());
+    std::string body(r.length, '\0');
+    EXPECT_TRUE(RecvAll(*fd, body.data(), body.size()).ok());
+    return {r.status, body};
+  };
+  auto refused = call(8 << 20);
+  EXPECT_EQ(refused.first, static_cast<int32_t>(ErrorCode::RPC_FAIL)) << refused.second;
+  EXPECT_GE(server.control_budget().refused(), 1u);
+  auto ok = call(1000);
+  EXPECT_EQ(ok.first, 0);
+  EXPECT_EQ(ok.second, "1000");
+  close(*fd);
+  for (int t : trickling) close(t);
+  server.Stop();
+}
+
 TEST(TcpTransportTimeoutTest, SilentPeerTimesOut) {
   int port = 0;
   absl::StatusOr<int> listener = ListenTcp("127.0.0.1", 0, &port);
