@@ -21,8 +21,8 @@
 #include <map>
 #include <memory>
 
-#include "mooncake/master/master_channel.h"
 #include "mooncake/master/master_service.h"
+#include "mooncake/store/master_channel.h"
 #include "sim/network.h"
 #include "sim/simulator.h"
 

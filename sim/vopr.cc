@@ -99,6 +99,15 @@ struct Shape {
   }
 };
 
+// The planted bug: eviction that ignores read leases (a reader may then get the bytes of another
+// object that reused the space). Injected as the master's policy; the invariants must catch it.
+class LeaseIgnoringPolicy final : public mooncake::LruEvictionPolicy {
+ public:
+  bool Evictable(const mooncake::EvictionCandidate& c, int64_t) const override {
+    return c.complete && !c.hard_pinned;
+  }
+};
+
 Shape PickShape(mooncake::Rng& rng) {
   Shape s;
   s.hosts = static_cast<int>(rng.UniformRange(2, 4));
@@ -652,7 +661,8 @@ VoprResult Vopr::Run() {
   o.master.put_start_release_timeout = absl::Milliseconds(1000);
   o.master.eviction_ratio = 0.1;
   o.reuse_addresses = shape_.reuse_addresses || options_.reuse_addresses;
-  o.master.test_only_plant_evict_leased = options_.plant_evict_leased;
+  if (options_.plant_evict_leased)
+    o.master.eviction_policy = std::make_shared<LeaseIgnoringPolicy>();
   o.master.on_object_dropped = [this](absl::string_view key, mooncake::ObjectDropReason why) {
     OnDropped(key, why);
   };

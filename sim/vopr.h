@@ -30,7 +30,7 @@ namespace sim {
 
 struct VoprOptions {
   uint64_t seed = 1;
-  // Test-only: eviction ignores read leases (MasterServiceOptions::test_only_plant_evict_leased).
+  // A planted bug: the master's eviction policy ignores read leases.
   bool plant_evict_leased = false;
   // Faults are injected in [0, fault_window); each heals by fault_window + max fault length.
   SimTime fault_window = 1000 * kMillisecond;

@@ -53,6 +53,7 @@
 #include "absl/types/span.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/rng.h"
+#include "mooncake/master/eviction_policy.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/master/segment_allocator.h"
 
@@ -84,9 +85,8 @@ struct MasterServiceOptions {
   // Audit hook: called for every COMPLETE object the master drops, with the reason, under the
   // master's locks (it must not call the service). The simulator's invariant checker uses it.
   std::function<void(absl::string_view key, ObjectDropReason reason)> on_object_dropped;
-  // Test-only: plants a bug (eviction ignores read leases) so a test can show the simulator's
-  // invariants catch it. Never set outside that test.
-  bool test_only_plant_evict_leased = false;
+  // Which objects eviction may take, in what order; null: LruEvictionPolicy (the contract above).
+  std::shared_ptr<const EvictionPolicy> eviction_policy;
 };
 
 // ValidateMasterServiceOptions names the first option out of range.
@@ -308,6 +308,7 @@ class MasterService {
 
   const MasterServiceOptions options_;
   Clock* const clock_;
+  const std::shared_ptr<const EvictionPolicy> policy_;
 
   // Serializes mount, remount, unmount and the liveness part of Tick (rare, may scan all shards).
   absl::Mutex admin_mu_;

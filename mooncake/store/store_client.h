@@ -31,10 +31,10 @@
 #include "absl/time/time.h"
 #include "mooncake/common/client_config.h"
 #include "mooncake/common/executor.h"
-#include "mooncake/master/master_channel.h"
 #include "mooncake/master/master_client.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/store/engine_data_path.h"
+#include "mooncake/store/master_channel.h"
 #include "mooncake/store/store_core.h"
 #include "mooncake/transfer/transfer_engine.h"
 

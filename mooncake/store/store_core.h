@@ -36,9 +36,9 @@
 #include "absl/time/time.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
-#include "mooncake/master/master_channel.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/store/data_path.h"
+#include "mooncake/store/master_channel.h"
 
 namespace mooncake {
 

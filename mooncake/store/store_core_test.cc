@@ -8,8 +8,8 @@
 #include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/master/local_master_client.h"
-#include "mooncake/master/master_channel.h"
 #include "mooncake/master/master_service.h"
+#include "mooncake/store/master_channel.h"
 
 namespace mooncake {
 namespace {

@@ -10,8 +10,8 @@
 //   DirectMasterChannel  production: runs the call inline on a MasterClient (gRPC, with its own
 //                        deadlines) and replies before Call returns
 //   sim::SimMasterRpc    the simulator: latency, loss, partitions and master restarts as events
-#ifndef MOONCAKE_MASTER_MASTER_CHANNEL_H_
-#define MOONCAKE_MASTER_MASTER_CHANNEL_H_
+#ifndef MOONCAKE_STORE_MASTER_CHANNEL_H_
+#define MOONCAKE_STORE_MASTER_CHANNEL_H_
 
 #include <functional>
 
@@ -43,4 +43,4 @@ class DirectMasterChannel final : public MasterChannel {
 
 }  // namespace mooncake
 
-#endif  // MOONCAKE_MASTER_MASTER_CHANNEL_H_
+#endif  // MOONCAKE_STORE_MASTER_CHANNEL_H_

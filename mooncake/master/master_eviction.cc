@@ -1,0 +1,99 @@
+#include "mooncake/master/master_service.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "mooncake/common/logging.h"
+#include "mooncake/master/master_service_internal.h"
+
+// MasterService: eviction.
+namespace mooncake {
+
+using master_internal::Add;
+using master_internal::CheckBatchSize;
+using master_internal::ValidateClient;
+using master_internal::ValidateSegmentDesc;
+using master_internal::ValidKey;
+
+// ---------------------------------------------------------------------------------------------
+// Eviction
+
+uint64_t MasterService::Evict(int64_t now) {
+  const EvictionPolicy& policy = *policy_;
+  auto candidate = [](const ObjectRecord* r) {
+    return EvictionCandidate{r->complete(), r->hard_pinned(), r->soft_pinned(), r->last_use_ns,
+                             r->lease_expiry_ns};
+  };
+  auto rank = [&](const ObjectRecord* r) { return policy.Rank(candidate(r)); };
+  auto evictable = [&](const ObjectRecord* r) { return policy.Evictable(candidate(r), now); };
+  std::vector<uint64_t> ranks;
+  for (size_t s = 0; s < kNumShards; ++s) {
+    absl::MutexLock lock(&shards_[s].mu);
+    for (const ObjectRecord* r : shards_[s].objects) {
+      if (evictable(r)) ranks.push_back(rank(r));
+    }
+  }
+  counters_->eviction_runs.fetch_add(1, std::memory_order_relaxed);
+  eviction_generation_.fetch_add(1);
+  if (ranks.empty()) return 0;
+  const size_t target = std::max<size_t>(
+      1,
+      static_cast<size_t>(std::ceil(options_.eviction_ratio * static_cast<double>(ranks.size()))));
+  std::nth_element(ranks.begin(), ranks.begin() + (target - 1), ranks.end());
+  const uint64_t threshold = ranks[target - 1];
+  const size_t below = static_cast<size_t>(
+      std::count_if(ranks.begin(), ranks.end(), [&](uint64_t x) { return x < threshold; }));
+  size_t at_threshold = target - below;
+  ranks = {};
+
+  uint64_t evicted = 0, bytes = 0;
+  std::vector<ObjectRecord*> victims;
+  std::vector<std::string> ties;
+  for (size_t s = 0; s < kNumShards; ++s) {
+    Shard& shard = shards_[s];
+    absl::MutexLock lock(&shard.mu);
+    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
+      ObjectRecord* r = *it;
+      if (!evictable(r) || rank(r) > threshold) {
+        ++it;
+        continue;
+      }
+      if (rank(r) == threshold) {
+        ties.emplace_back(r->key());
+        ++it;
+        continue;
+      }
+      shard.objects.erase(it++);
+      bytes += r->size;
+      victims.push_back(r);
+    }
+    evicted += victims.size();
+    NotifyDropped(victims, ObjectDropReason::kEvicted);
+    FreeAndDelete(&victims);
+  }
+  // Equal ranks are common (many objects used at one instant): take them in key order.
+  std::sort(ties.begin(), ties.end());
+  for (const std::string& key : ties) {
+    if (at_threshold == 0) break;
+    Shard& shard = ShardFor(key);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.objects.find(key);
+    if (it == shard.objects.end() || !evictable(*it) || rank(*it) != threshold) continue;
+    ObjectRecord* r = *it;
+    shard.objects.erase(it);
+    bytes += r->size;
+    victims.push_back(r);
+    NotifyDropped(victims, ObjectDropReason::kEvicted);
+    FreeAndDelete(&victims);
+    ++evicted;
+    --at_threshold;
+  }
+  Add(counters_->evicted_objects, evicted);
+  Add(counters_->evicted_bytes, bytes);
+  MC_LOG(DEBUG) << "evicted " << evicted << " objects (" << bytes << " bytes)";
+  return evicted;
+}
+
+}  // namespace mooncake
