@@ -1,11 +1,10 @@
-#include "mooncake/master/master_service.h"
-
 #include <algorithm>
 #include <cmath>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/master/master_service.h"
 #include "mooncake/master/master_service_internal.h"
 
 // MasterService: segments and allocation, clients, and the periodic work of Tick.

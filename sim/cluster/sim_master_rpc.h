@@ -1,0 +1,100 @@
+// SimMaster and SimMasterRpc: the real MasterService inside the simulator, behind a simulated RPC.
+//
+// SimMaster owns the MasterService (on the simulated clock), runs its Tick() periodically and can
+// be restarted (the new master starts empty, as mooncake_master does; clients remount on their
+// next heartbeat). It also holds the client <-> master link faults: per-host partitions, loss and
+// latency spikes.
+//
+// SimMasterRpc is one client's mooncake::MasterChannel. A call is two messages: the request runs
+// the call on the master when it arrives, the answer runs the reply when it arrives. Either may be
+// lost (loss, partition, master down); a call with no answer within rpc_timeout replies
+// RPC_TIMEOUT. Replies run exactly once, and never after the client died (its `alive` token).
+//
+//   sim::SimMaster master(&sim, master_options, sim::SimMasterOptions());
+//   auto alive = std::make_shared<bool>(true);
+//   sim::SimMasterRpc rpc(&master, host, alive);
+//   mooncake::StoreCoreOptions core;  core.master = &rpc;  ...
+#ifndef SIM_CLUSTER_SIM_MASTER_RPC_H_
+#define SIM_CLUSTER_SIM_MASTER_RPC_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "mooncake/master/master_service.h"
+#include "mooncake/store/master_channel.h"
+#include "sim/kernel/network.h"
+#include "sim/kernel/simulator.h"
+
+namespace sim {
+
+struct SimMasterOptions {
+  SimTime latency = 30 * kMicrosecond;  // one way, plus jitter
+  SimTime jitter = 20 * kMicrosecond;
+  SimTime rpc_timeout = 100 * kMillisecond;
+  SimTime tick_period = 50 * kMillisecond;
+};
+
+class SimMaster {
+ public:
+  SimMaster(Simulator* sim, const mooncake::MasterServiceOptions& service_options,
+            const SimMasterOptions& options);
+  SimMaster(const SimMaster&) = delete;
+  SimMaster& operator=(const SimMaster&) = delete;
+
+  Simulator* sim() const { return sim_; }
+  const SimMasterOptions& options() const { return options_; }
+  // service is the running master, or nullptr while it restarts.
+  mooncake::MasterService* service() { return service_.get(); }
+  bool up() const { return service_ != nullptr; }
+  uint64_t restarts() const { return restarts_; }
+
+  // Restart kills the master now (every object is forgotten) and starts an empty one after
+  // `downtime`. on_restart (if set) runs at the kill.
+  void Restart(SimTime downtime);
+  void set_on_restart(std::function<void()> fn) { on_restart_ = std::move(fn); }
+  // set_after_tick installs a function run after every Tick (e.g. an invariant check).
+  void set_after_tick(std::function<void()> fn) { after_tick_ = std::move(fn); }
+
+  // Link faults between clients and the master.
+  void SetPartitioned(HostId host, bool partitioned);
+  bool partitioned(HostId host) const;
+  void SetLoss(double probability) { loss_ = probability; }
+  void SetExtraLatency(SimTime extra) { extra_latency_ = extra; }
+  void HealLinks();
+
+  // Delivers reports whether a message to or from `host` leaves now and gets there (draws loss).
+  bool Delivers(HostId host);
+  // OneWay is a message's latency now.
+  SimTime OneWay();
+
+ private:
+  Simulator* const sim_;
+  const mooncake::MasterServiceOptions service_options_;
+  const SimMasterOptions options_;
+  std::unique_ptr<mooncake::MasterService> service_;
+  std::map<HostId, bool> partitioned_;
+  double loss_ = 0;
+  SimTime extra_latency_ = 0;
+  uint64_t restarts_ = 0;
+  std::function<void()> on_restart_;
+  std::function<void()> after_tick_;
+};
+
+class SimMasterRpc final : public mooncake::MasterChannel {
+ public:
+  // `alive` is the client's life: replies stop once it is gone.
+  SimMasterRpc(SimMaster* master, HostId host, std::weak_ptr<bool> alive)
+      : master_(master), host_(host), alive_(std::move(alive)) {}
+  void Call(std::function<void(mooncake::MasterClient&)> rpc,
+            std::function<void(absl::Status)> reply) override;
+
+ private:
+  SimMaster* const master_;
+  const HostId host_;
+  const std::weak_ptr<bool> alive_;
+};
+
+}  // namespace sim
+
+#endif  // SIM_CLUSTER_SIM_MASTER_RPC_H_
