@@ -1,5 +1,6 @@
 // PyStore: `mooncake.store.MooncakeDistributedStore`, the object SGLang's HiCache Mooncake backend
-// drives (COMPAT.md sections 2 and 3), over mooncake::StoreClient. Also PyReplicateConfig
+// drives (docs/compatibility.md sections 2 and 3), over mooncake::StoreClient. Also
+// PyReplicateConfig
 // (`mooncake.store.ReplicateConfig`) and the binding of `MooncakeHostMemAllocator`.
 //
 // The Python contract: every method returns Mooncake's codes (0 / bytes / 1-0 / negative

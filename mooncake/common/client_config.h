@@ -1,6 +1,6 @@
 // ClientConfig: the typed configuration of a store client, loaded from the MOONCAKE_* environment
 // variables or from a JSON file, and validated. Field names and defaults follow SGLang's
-// MooncakeStoreConfig (COMPAT.md section 3).
+// MooncakeStoreConfig (docs/compatibility.md section 3).
 //
 //   absl::StatusOr<ClientConfig> config = LoadClientConfigFromEnv();
 //   if (!config.ok()) return config.status();  // e.g. "MOONCAKE_PROTOCOL: unknown protocol ..."

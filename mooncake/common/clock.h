@@ -1,5 +1,5 @@
 // Clock: the time seam. Production code reads time only through a Clock so that tests and the
-// simulator can drive it (DESIGN.md principle 2).
+// simulator can drive it (docs/architecture.md, "Layers and seams").
 //
 //   ManualClock clock;               // starts at 0
 //   Lease lease(clock.Now() + absl::Seconds(10));

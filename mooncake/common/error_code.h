@@ -19,7 +19,8 @@
 
 namespace mooncake {
 
-// ErrorCode values are part of the Python contract (COMPAT.md section 4): never renumber.
+// ErrorCode values are part of the Python contract (docs/compatibility.md section 4): never
+// renumber.
 enum class ErrorCode : int32_t {
   OK = 0,
   INTERNAL_ERROR = -1,

@@ -1,5 +1,5 @@
-// Executor: where asynchronous work runs (DESIGN.md principle 2). Production uses a
-// ThreadPoolExecutor; the simulator supplies one that runs work as simulated events.
+// Executor: where asynchronous work runs (docs/architecture.md, "Layers and seams"). Production
+// uses a ThreadPoolExecutor; the simulator supplies one that runs work as simulated events.
 //
 //   ThreadPoolExecutor pool(2);
 //   pool.Schedule([] { DoWork(); });   // runs on one of the pool's threads

@@ -1,6 +1,6 @@
-// EvictionPolicy: which objects eviction may take, and in what order (COMPAT.md section 5, written
-// down in docs/architecture.md). The master's default is LruEvictionPolicy; the simulator injects
-// a broken one (a planted bug) to show its invariant checker catches it.
+// EvictionPolicy: which objects eviction may take, and in what order (docs/compatibility.md section
+// 5, written down in docs/architecture.md). The master's default is LruEvictionPolicy; the
+// simulator injects a broken one (a planted bug) to show its invariant checker catches it.
 #ifndef MOONCAKE_MASTER_EVICTION_POLICY_H_
 #define MOONCAKE_MASTER_EVICTION_POLICY_H_
 

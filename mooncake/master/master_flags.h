@@ -1,6 +1,6 @@
-// The command-line flags of mooncake_master (names and defaults from Mooncake's master, COMPAT.md
-// section 5) and their translation into MasterServerOptions, with range checks whose errors name
-// the flag and its value.
+// The command-line flags of mooncake_master (names and defaults from Mooncake's master,
+// docs/compatibility.md section 5) and their translation into MasterServerOptions, with range
+// checks whose errors name the flag and its value.
 //
 //   absl::SetProgramUsageMessage(...);
 //   SetMasterFlagsUsageConfig();        // --help lists these flags

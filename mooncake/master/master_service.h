@@ -12,7 +12,7 @@
 //   // ... write the bytes to started->at(0).replicas ...
 //   master.BatchPutEnd(keys);                                             // COMPLETE
 //
-// Semantics (COMPAT.md section 5):
+// Semantics (docs/compatibility.md section 5):
 // - Objects are immutable. PutStart allocates every replica and makes the object PROCESSING; PutEnd
 //   makes it COMPLETE (readable); PutRevoke frees it. A PROCESSING object older than
 //   put_start_discard_timeout is discarded (its key becomes free); its space stays reserved until

@@ -1,5 +1,5 @@
-// HttpMetadataClient: the MetadataClient backend for an HTTP metadata server (COMPAT.md section 6),
-// i.e. connection strings "http://host:port/metadata".
+// HttpMetadataClient: the MetadataClient backend for an HTTP metadata server (docs/compatibility.md
+// section 6), i.e. connection strings "http://host:port/metadata".
 //
 //   auto client = HttpMetadataClient::Create("http://127.0.0.1:8080/metadata");
 //   absl::Status s = (*client)->Put("mooncake/rpc_meta/node0", R"({"ip_or_host_name":...})");

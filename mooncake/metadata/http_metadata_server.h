@@ -1,5 +1,5 @@
 // HttpMetadataServer: the HTTP key/value directory where transfer engines publish their segment
-// descriptors and handshake endpoints (COMPAT.md section 6). It runs standalone as
+// descriptors and handshake endpoints (docs/compatibility.md section 6). It runs standalone as
 // `http_metadata_server` and inside mooncake_master (--enable_http_metadata_server).
 //
 //   GET    /metadata?key=K   200 + stored body, 404 if absent
@@ -40,7 +40,8 @@ struct HttpMetadataServerOptions {
   int port = 8080;                   // 0 picks an ephemeral port; see HttpMetadataServer::port()
   size_t max_body_bytes = 16 << 20;  // larger PUT bodies get 413
   size_t max_keys = 1 << 20;         // PUT of a new key beyond this gets 507
-  // Additions beyond COMPAT.md, so that memory is bounded by configuration, not by clients:
+  // Additions beyond docs/compatibility.md, so that memory is bounded by configuration, not by
+  // clients:
   size_t max_total_bytes = 1 << 30;       // keys and values stored; a PUT beyond gets 507
   size_t max_inflight_bytes = 256 << 20;  // request bodies being received; beyond gets 503
   // Timeouts and connections (defaults suit production; tests shorten them):

@@ -1,4 +1,4 @@
-// http_metadata_server: the standalone HTTP metadata server (COMPAT.md section 6).
+// http_metadata_server: the standalone HTTP metadata server (docs/compatibility.md section 6).
 //
 //   bazel run //mooncake/metadata:http_metadata_server -- --port 8080 --host 127.0.0.1
 //

@@ -3,7 +3,7 @@
 // per kind of metadata service, chosen by the connection string users pass as
 // MOONCAKE_TE_META_DATA_SERVER / `metadata_server`:
 //
-//   "http://host:port/metadata"      HTTP metadata server (COMPAT.md section 6)
+//   "http://host:port/metadata"      HTTP metadata server (docs/compatibility.md section 6)
 //   "etcd://h1:p1,h2:p2" or "h1:p1"  etcd v3 through its JSON gateway, endpoints tried in order
 //   "P2PHANDSHAKE"                   no directory: the transfer engine handles it, not this factory
 //

@@ -1,5 +1,5 @@
-// MetadataStore: the thread-safe key/value table behind the HTTP metadata server (COMPAT.md section
-// 6).
+// MetadataStore: the thread-safe key/value table behind the HTTP metadata server
+// (docs/compatibility.md section 6).
 //
 // Transfer engines publish segment descriptors under `mooncake/ram/<name>` and their handshake
 // endpoint under `mooncake/rpc_meta/<name>`. The store enforces the two rules the server exposes:

@@ -9,10 +9,11 @@
 //   auto put = store->BatchPut(keys, {{{ptr, size}}, ...}, ReplicateConfig());
 //   auto got = store->BatchGet(keys, {{{ptr, size}}, ...});  // bytes read, or a negative code
 //
-// Results follow the Python contract (COMPAT.md section 2): per key 0 or bytes read on success, a
-// negative ErrorCode on failure; a batch never throws and never fails as a whole because one key
-// did. The logic is StoreCore's (store_core.h), run here with inline seams: the gRPC MasterClient,
-// the TransferEngine and the real clock. Thread-safe; SGLang calls it from three threads at once.
+// Results follow the Python contract (docs/compatibility.md section 2): per key 0 or bytes read on
+// success, a negative ErrorCode on failure; a batch never throws and never fails as a whole because
+// one key did. The logic is StoreCore's (store_core.h), run here with inline seams: the gRPC
+// MasterClient, the TransferEngine and the real clock. Thread-safe; SGLang calls it from three
+// threads at once.
 #ifndef MOONCAKE_STORE_STORE_CLIENT_H_
 #define MOONCAKE_STORE_STORE_CLIENT_H_
 

@@ -8,8 +8,8 @@
 //   core.BatchPut(keys, buffers, ReplicateConfig(), [](std::vector<int> rc) { ... });
 //   core.BatchGet(keys, buffers, [](std::vector<int64_t> rc) { ... });
 //
-// Results follow the Python contract (COMPAT.md section 2): per key 0 / 1 / bytes read on success,
-// a negative ErrorCode on failure. Every callback runs exactly once.
+// Results follow the Python contract (docs/compatibility.md section 2): per key 0 / 1 / bytes read
+// on success, a negative ErrorCode on failure. Every callback runs exactly once.
 //
 // Put: put-start (the master allocates), write every replica, put-end (or revoke on failure). A
 // key another writer is still putting is waited for (up to put_wait_timeout): the put answers 0

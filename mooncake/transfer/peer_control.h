@@ -1,7 +1,8 @@
 // PeerControl: the TransferEngine's control channel to other engines, for the rare requests that
 // are not data: fetching a peer's segment descriptor (P2PHANDSHAKE mode, liveness probes) and the
 // RDMA rail handshake. Production sends control frames to the peer's TCP data server on a fresh
-// connection; the simulator calls the peer engine directly (its seam, DESIGN.md principle 2).
+// connection; the simulator calls the peer engine directly (its seam, docs/architecture.md, "Layers
+// and seams").
 #ifndef MOONCAKE_TRANSFER_PEER_CONTROL_H_
 #define MOONCAKE_TRANSFER_PEER_CONTROL_H_
 

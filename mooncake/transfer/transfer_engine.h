@@ -102,8 +102,8 @@ struct TransferEngineOptions {
   absl::Status ApplyEnv();
 };
 
-// TransferEngineSeams is the engine's outside world (DESIGN.md principle 2). Production leaves
-// every field empty; the simulator fills them in.
+// TransferEngineSeams is the engine's outside world (docs/architecture.md, "Layers and seams").
+// Production leaves every field empty; the simulator fills them in.
 struct TransferEngineSeams {
   Clock* clock = nullptr;  // nullptr: RealClock
   Verbs* verbs = nullptr;  // nullptr: libibverbs

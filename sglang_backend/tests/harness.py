@@ -20,7 +20,7 @@ import urllib.request
 
 import numpy as np
 
-# Error codes of the Python boundary (COMPAT.md section 4).
+# Error codes of the Python boundary (docs/compatibility.md section 4).
 OK = 0
 INTERNAL_ERROR = -1
 INVALID_KEY = -400

@@ -1,6 +1,6 @@
 // SimEngines: the production mooncake::TransferEngine inside the simulator. Every engine runs with
-// its seams filled in from the simulated world (DESIGN.md principle 2) and no thread or socket of
-// its own:
+// its seams filled in from the simulated world (docs/architecture.md, "Layers and seams") and no
+// thread or socket of its own:
 //   clock     the simulator's
 //   verbs     its host's SimVerbs (the RDMA route runs the production RdmaTransport on them)
 //   metadata  a directory every engine of the world shares (SimMetadataDirectory)

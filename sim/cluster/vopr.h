@@ -1,5 +1,6 @@
 // VOPR: the whole store under a seeded workload and seeded faults, checked by invariants after
-// every step (the TigerBeetle "VOPR" / FoundationDB simulation way; DESIGN.md principle 4).
+// every step (the TigerBeetle "VOPR" / FoundationDB simulation way; docs/architecture.md, "What
+// runs in the simulator").
 //
 // One seed picks the cluster shape (hosts, TP ranks, 1..8 NICs, MHA or MLA keys, replicas), the
 // workload and the faults; RunVopr runs it in a StoreCluster and stops at the first violation:

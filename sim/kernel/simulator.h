@@ -1,6 +1,6 @@
 // Simulator: a single-threaded discrete-event scheduler with virtual time, one seeded random
 // generator and a running hash of everything that happened, so a run is a pure function of its seed
-// (DESIGN.md principle 4, the FoundationDB / TigerBeetle way).
+// (docs/architecture.md, "What runs in the simulator", the FoundationDB / TigerBeetle way).
 //
 // Events run in (time, scheduling order): two events due at the same nanosecond run in the order
 // they were scheduled, never in an order that depends on pointers, hashing or threads. Every

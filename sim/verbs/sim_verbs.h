@@ -1,6 +1,6 @@
 // SimVerbs: mooncake::Verbs on the simulated network, one instance per simulated host, so the RDMA
 // transport runs unchanged in the deterministic simulator. It reproduces the RC behaviours of
-// shared/VERBS.md: the QP state machine with the kernel's attribute-mask rules, posting only in
+// docs/verbs.md: the QP state machine with the kernel's attribute-mask rules, posting only in
 // RTS (EINVAL in RESET/INIT/RTR; in ERR a post is accepted and flushed), send-queue depth, MR
 // bounds / access flags / keys, READ and WRITE that memcpy the real bytes when the simulated
 // packets arrive, per-QP completion order, READ credits (max_rd_atomic), go-back-N retransmission

@@ -12,8 +12,8 @@
 // there and Poll() never blocks; without one (tests of the transport alone) a rail's first post
 // runs its handshake inline.
 //
-// Failures: the first error completion puts a QP in ERROR and flushes the rest (VERBS.md), so the
-// endpoint is torn down and re-handshaken on next use. RETRY_EXC_ERR pauses the rail for
+// Failures: the first error completion puts a QP in ERROR and flushes the rest (docs/verbs.md), so
+// the endpoint is torn down and re-handshaken on next use. RETRY_EXC_ERR pauses the rail for
 // `rail_pause`, after which one slice probes it; the slices that failed or were flushed are posted
 // again on other rails. Remote and local access errors are the caller's fault: the request fails
 // with INVALID_PARAMS and is not retried. A slice that fails `max_attempts` times fails its request

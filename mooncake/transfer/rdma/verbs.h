@@ -8,7 +8,7 @@
 // are the hot path (PostSend: 0 or an errno value, *bad_wr set; PollCq: completions written, or < 0
 // on error). Everything else returns absl::Status with the errno text.
 //
-// Implementations must reproduce the RC behaviours in shared/VERBS.md: QP state machine
+// Implementations must reproduce the RC behaviours in docs/verbs.md: QP state machine
 // (RESET -> INIT -> RTR -> RTS, EINVAL on a wrong transition), posting only in RTS, send-queue
 // depth (ENOMEM when full), MR bounds, access flags and rkey checks (IBV_WC_REM_ACCESS_ERR), local
 // SGE checks (IBV_WC_LOC_PROT_ERR), retry-exceeded completions when the path is down, and once a QP
