@@ -50,13 +50,22 @@ NicId Network::AddNic(HostId host, const NicSpec& spec) {
   nic.spec = spec;
   nic.baseline = spec;
   // fe80::<id + 1>: link-local prefix, the NIC number in the interface identifier.
-  nic.gid[0] = 0xfe;
-  nic.gid[1] = 0x80;
   const uint32_t n = static_cast<uint32_t>(id) + 1;
-  nic.gid[12] = static_cast<uint8_t>(n >> 24);
-  nic.gid[13] = static_cast<uint8_t>(n >> 16);
-  nic.gid[14] = static_cast<uint8_t>(n >> 8);
-  nic.gid[15] = static_cast<uint8_t>(n);
+  Gid& local = nic.gids[0];
+  local[0] = 0xfe;
+  local[1] = 0x80;
+  local[12] = static_cast<uint8_t>(n >> 24);
+  local[13] = static_cast<uint8_t>(n >> 16);
+  local[14] = static_cast<uint8_t>(n >> 8);
+  local[15] = static_cast<uint8_t>(n);
+  // ::ffff:10.<n>: the IPv4-mapped GID.
+  Gid& v4 = nic.gids[1];
+  v4[10] = 0xff;
+  v4[11] = 0xff;
+  v4[12] = 10;
+  v4[13] = static_cast<uint8_t>(n >> 16);
+  v4[14] = static_cast<uint8_t>(n >> 8);
+  v4[15] = static_cast<uint8_t>(n);
   nics_.push_back(std::move(nic));
   hosts_[host].nics.push_back(id);
   return id;
@@ -97,11 +106,13 @@ bool Network::nic_usable(NicId nic) const {
 
 double Network::nic_loss(NicId nic) const { return nics_.at(nic).loss; }
 
-const Gid& Network::nic_gid(NicId nic) const { return nics_.at(nic).gid; }
+const Gid& Network::nic_gid(NicId nic, int index) const { return nics_.at(nic).gids.at(index); }
 
 NicId Network::FindNicByGid(const Gid& gid) const {
   for (size_t i = 0; i < nics_.size(); ++i) {
-    if (nics_[i].gid == gid) return static_cast<NicId>(i);
+    for (const Gid& g : nics_[i].gids) {
+      if (g == gid) return static_cast<NicId>(i);
+    }
   }
   return kNoId;
 }

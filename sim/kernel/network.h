@@ -52,8 +52,11 @@ using HostId = int32_t;
 using NicId = int32_t;
 constexpr int32_t kNoId = -1;
 
-// Gid is a 16-byte RoCE GID; the network gives each NIC a unique one (fe80::<nic id + 1>).
+// Gid is a 16-byte RoCE GID. The network gives each NIC two, as rxe does for a netdev with an
+// IPv4 address: index 0 is link-local (fe80::<nic id + 1>), index 1 IPv4-mapped
+// (::ffff:10.x.y.z, the NIC number in x.y.z), the one RoCE v2 over IPv4 uses.
 using Gid = std::array<uint8_t, 16>;
+constexpr int kGidsPerNic = 2;
 
 // DeviceLimits are a NIC's verbs-level limits (ibv_query_device / ibv_query_port). The network
 // stores them; SimVerbs enforces them.
@@ -214,8 +217,9 @@ class Network {
   bool nic_up(NicId nic) const;
   bool nic_usable(NicId nic) const;
   double nic_loss(NicId nic) const;
-  const Gid& nic_gid(NicId nic) const;
-  NicId FindNicByGid(const Gid& gid) const;  // kNoId if no NIC has it
+  // nic_gid is the NIC's GID at `index` (0 or 1, see Gid).
+  const Gid& nic_gid(NicId nic, int index = 0) const;
+  NicId FindNicByGid(const Gid& gid) const;  // kNoId if no NIC has it (either entry)
   // PathLatency is the one-way latency between two NICs: latency(a) + latency(b).
   SimTime PathLatency(NicId a, NicId b) const;
   const NicStats& nic_stats(NicId nic) const;
@@ -283,7 +287,7 @@ class Network {
     NicSpec baseline;  // as added; heals restore it
     bool up = true;
     double loss = 0;
-    Gid gid{};
+    std::array<Gid, kGidsPerNic> gids{};
     // Egress: flows with bursts to send, served round-robin; each flow at most once.
     std::deque<FlowId> ring;
     bool egress_busy = false;

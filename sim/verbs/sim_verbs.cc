@@ -148,6 +148,8 @@ ibv_mtu MtuEnum(uint32_t bytes) {
   return IBV_MTU_256;
 }
 
+// GID table entries a port reports (rxe reports 1024); entries past kGidsPerNic are empty.
+constexpr int kGidTableLength = 16;
 constexpr unsigned kQpAccessFlags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
                                     IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
 
@@ -372,7 +374,7 @@ absl::StatusOr<ibv_port_attr> SimVerbs::QueryPort(ibv_context* context, uint8_t 
   attr.state = up ? IBV_PORT_ACTIVE : IBV_PORT_DOWN;
   attr.max_mtu = MtuEnum(spec.mtu);
   attr.active_mtu = MtuEnum(spec.mtu);
-  attr.gid_tbl_len = 1;
+  attr.gid_tbl_len = kGidTableLength;
   attr.max_msg_sz = spec.device.max_msg_sz;
   attr.pkey_tbl_len = 1;
   attr.max_vl_num = 1;
@@ -389,13 +391,17 @@ absl::StatusOr<ibv_gid> SimVerbs::QueryGid(ibv_context* context, uint8_t port, i
   absl::Status s = CheckContext(context, &c);
   if (!s.ok()) return s;
   if (port != 1) return Errno(EINVAL, "ibv_query_gid", absl::StrCat("no port ", int{port}));
-  if (index != 0) {
+  if (index < 0 || index >= kGidTableLength) {
     return Errno(EINVAL, "ibv_query_gid",
-                 absl::StrCat("GID index ", index, " out of range (the table has 1 entry)"));
+                 absl::StrCat("GID index ", index, " out of range (the table has ", kGidTableLength,
+                              " entries)"));
   }
   ibv_gid gid;
-  const Gid& g = network()->nic_gid(c->nic);
-  std::memcpy(gid.raw, g.data(), sizeof(gid.raw));
+  std::memset(gid.raw, 0, sizeof(gid.raw));  // an unused entry reads as zeros, as on rxe
+  if (index < kGidsPerNic) {
+    const Gid& g = network()->nic_gid(c->nic, index);
+    std::memcpy(gid.raw, g.data(), sizeof(gid.raw));
+  }
   return gid;
 }
 
@@ -704,13 +710,19 @@ absl::Status SimVerbs::ModifyQp(ibv_qp* qp, ibv_qp_attr* attr, int mask) {
     if (ah.port_num != 1) {
       return Errno(EINVAL, call, absl::StrCat("ah_attr.port_num ", int{ah.port_num}));
     }
-    if (ah.grh.sgid_index != 0) {
-      return Errno(EINVAL, call, "grh.sgid_index out of range (the GID table has 1 entry)");
+    if (ah.grh.sgid_index >= kGidsPerNic) {
+      return Errno(EINVAL, call,
+                   absl::StrCat("grh.sgid_index ", int{ah.grh.sgid_index},
+                                " names no GID (entries 0 and 1 are set)"));
     }
     Gid gid;
     std::memcpy(gid.data(), ah.grh.dgid.raw, gid.size());
     remote = network()->FindNicByGid(gid);
-    if (remote == kNoId) return Errno(EINVAL, call, "grh.dgid is not the GID of any NIC");
+    if (remote == kNoId) {
+      // As on RoCE NICs and rxe: the kernel resolves the GID's neighbour for the address vector,
+      // and nobody answers for a GID no NIC has.
+      return Errno(ETIMEDOUT, call, "no neighbour answers for grh.dgid");
+    }
   }
   if ((mask & IBV_QP_PATH_MTU) && (attr->path_mtu < IBV_MTU_256 || attr->path_mtu > IBV_MTU_4096)) {
     return Errno(EINVAL, call, "path_mtu is not an ibv_mtu value");

@@ -69,7 +69,8 @@ TEST_F(SimVerbsControlTest, QueryDevicePortAndGid) {
   world_.network().SetNicUp(nic, true);
   EXPECT_EQ(va_->QueryPort(ctx, 1)->state, IBV_PORT_ACTIVE);
 
-  // GIDs: fe80::<n>, one per NIC, unique across hosts; only index 0 exists.
+  // GIDs: fe80::<n> at index 0 and ::ffff:10.<n> at index 1, unique across hosts; the rest of the
+  // table reads as zeros; past its length, EINVAL (as on rxe).
   ibv_context* ctx1 = *va_->OpenDevice("erdma_1");
   ibv_context* ctxb = *vb_->OpenDevice("erdma_0");
   ibv_gid g0 = *va_->QueryGid(ctx, 1, 0), g1 = *va_->QueryGid(ctx1, 1, 0);
@@ -78,7 +79,12 @@ TEST_F(SimVerbsControlTest, QueryDevicePortAndGid) {
   EXPECT_EQ(g0.raw[1], 0x80);
   EXPECT_NE(std::memcmp(g0.raw, g1.raw, 16), 0);
   EXPECT_NE(std::memcmp(g0.raw, gb.raw, 16), 0);
-  EXPECT_EQ(va_->QueryGid(ctx, 1, 1).status().code(), absl::StatusCode::kInvalidArgument);
+  ibv_gid v4 = *va_->QueryGid(ctx, 1, 1);
+  EXPECT_EQ(v4.raw[10], 0xff);
+  EXPECT_EQ(v4.raw[12], 10);
+  const int length = va_->QueryPort(ctx, 1)->gid_tbl_len;
+  EXPECT_EQ(va_->QueryGid(ctx, 1, length - 1)->raw[0], 0);
+  EXPECT_EQ(va_->QueryGid(ctx, 1, length).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(SimVerbsControlTest, MemoryRegistrationChecksSizeAccessAndGivesUniqueKeys) {
@@ -342,13 +348,19 @@ TEST_F(QpStateTest, BadAttributeValuesFail) {
   ExpectRejected(rtr, kRtrMask, "no GRH");
   rtr = RtrAttr();
   std::memset(rtr.ah_attr.grh.dgid.raw, 0x42, 16);
-  ExpectRejected(rtr, kRtrMask, "unknown GID");
+  {
+    // A GID nobody has: the neighbour lookup times out (not EINVAL), the state stays.
+    absl::Status s = Modify(rtr, kRtrMask);
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_NE(s.message().find("timed out"), std::string::npos) << s;
+    EXPECT_EQ(State(), IBV_QPS_INIT);
+  }
   rtr = RtrAttr();
   rtr.max_dest_rd_atomic = 17;
   ExpectRejected(rtr, kRtrMask, "max_dest_rd_atomic above the device");
   rtr = RtrAttr();
-  rtr.ah_attr.grh.sgid_index = 1;
-  ExpectRejected(rtr, kRtrMask, "sgid index 1");
+  rtr.ah_attr.grh.sgid_index = 2;
+  ExpectRejected(rtr, kRtrMask, "sgid index 2 (an empty entry)");
   ASSERT_TRUE(Modify(RtrAttr(), kRtrMask).ok());
   ibv_qp_attr rts = RtsAttr();
   rts.timeout = 32;

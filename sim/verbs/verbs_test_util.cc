@@ -66,7 +66,7 @@ absl::Status ToRtr(mooncake::Verbs* verbs, ibv_qp* qp, const ibv_gid& remote_gid
   a.min_rnr_timer = 12;
   a.ah_attr.is_global = 1;
   a.ah_attr.grh.dgid = remote_gid;
-  a.ah_attr.grh.sgid_index = 0;
+  a.ah_attr.grh.sgid_index = static_cast<uint8_t>(o.gid_index);
   a.ah_attr.grh.hop_limit = 1;
   a.ah_attr.port_num = 1;
   return verbs->ModifyQp(qp, &a,

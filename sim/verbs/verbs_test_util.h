@@ -58,6 +58,7 @@ struct ConnectOptions {
   uint8_t max_dest_rd_atomic = 16;
   uint32_t psn_a = 100;  // first PSN a sends (b's rq_psn)
   uint32_t psn_b = 7000;
+  int gid_index = 0;  // grh.sgid_index
 };
 
 // ToInit / ToRtr / ToRts perform one transition with the usual attributes.

@@ -8,8 +8,24 @@
 namespace mooncake {
 namespace {
 
+// The errno of a failed verbs call, as the status code the Verbs seam promises (SimVerbs maps the
+// same way): EINVAL for a bad argument or transition, ENOMEM for a full queue or no memory.
 absl::Status ErrnoStatus(absl::string_view call, int err) {
-  return absl::UnavailableError(absl::StrCat(call, ": ", strerror(err)));
+  const std::string message = absl::StrCat(call, ": ", strerror(err));
+  switch (err) {
+    case EINVAL:
+      return absl::InvalidArgumentError(message);
+    case ENOMEM:
+      return absl::ResourceExhaustedError(message);
+    case EPERM:
+    case EACCES:
+      return absl::PermissionDeniedError(message);
+    case ENODEV:
+    case ENOENT:
+      return absl::NotFoundError(message);
+    default:
+      return absl::UnavailableError(message);
+  }
 }
 
 }  // namespace
