@@ -66,6 +66,20 @@ absl::Status TransferEngineOptions::ApplyEnv() {
                        absl::StrCat("MC_COPY_THREADS=\"", v, "\": expected 1..64"));
     }
   }
+  auto small_int = [&](const char* name, int lo, int hi, int* out) -> absl::Status {
+    const char* v = env(name);
+    if (v == nullptr) return absl::OkStatus();
+    if (!absl::SimpleAtoi(v, out) || *out < lo || *out > hi) {
+      return MakeError(ErrorCode::INVALID_PARAMS,
+                       absl::StrCat(name, "=\"", v, "\": expected ", lo, "..", hi));
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = small_int("MC_GID_INDEX", 0, 255, &rdma.gid_index); !s.ok()) return s;
+  int port = rdma.port;
+  if (absl::Status s = small_int("MC_IB_PORT", 1, 255, &port); !s.ok()) return s;
+  rdma.port = static_cast<uint8_t>(port);
+  if (absl::Status s = small_int("MC_MTU", 256, 4096, &rdma.path_mtu); !s.ok()) return s;
   if (const char* v = env("MC_DISABLE_SHM")) {
     std::string s = absl::AsciiStrToLower(v);
     if (s == "1" || s == "true" || s == "yes") allow_shm = false;

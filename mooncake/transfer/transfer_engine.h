@@ -73,7 +73,8 @@ struct TransferEngineOptions {
   // "P2PHANDSHAKE", "http://host:port/metadata", "etcd://host:port".
   std::string metadata_server = "P2PHANDSHAKE";
   std::string protocol = "tcp";  // "tcp" or "rdma"
-  // RDMA: devices to stripe over (MOONCAKE_DEVICE) and tuning.
+  // RDMA: devices to stripe over (MOONCAKE_DEVICE) and tuning (MC_GID_INDEX, MC_IB_PORT, MC_MTU
+  // set rdma.gid_index, rdma.port and rdma.path_mtu).
   std::vector<std::string> rdma_devices;
   RdmaOptions rdma;
   // Routes that may be used; benchmarks turn the faster ones off to measure TCP.

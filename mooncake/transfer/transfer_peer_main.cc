@@ -9,6 +9,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/transfer/transfer_engine.h"
 
@@ -17,6 +18,8 @@ ABSL_FLAG(std::string, metadata, "P2PHANDSHAKE", "metadata connection string");
 ABSL_FLAG(std::string, size, "64mb", "segment size");
 ABSL_FLAG(bool, shm, true, "back the segment with shared memory (memfd)");
 ABSL_FLAG(int, fill, -1, "fill the segment with byte (i * 131 + fill) & 0xff; -1 = leave zero");
+ABSL_FLAG(std::string, protocol, "tcp", "tcp or rdma");
+ABSL_FLAG(std::string, devices, "", "RDMA devices, e.g. erdma_0,erdma_1");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -28,6 +31,8 @@ int main(int argc, char** argv) {
   mooncake::TransferEngineOptions opts;
   opts.local_server_name = absl::GetFlag(FLAGS_host);
   opts.metadata_server = absl::GetFlag(FLAGS_metadata);
+  opts.protocol = absl::GetFlag(FLAGS_protocol);
+  opts.rdma_devices = absl::StrSplit(absl::GetFlag(FLAGS_devices), ',', absl::SkipEmpty());
   if (absl::Status s = opts.ApplyEnv(); !s.ok()) {
     fprintf(stderr, "%s\n", s.ToString().c_str());
     return 2;

@@ -42,6 +42,7 @@ WorldOptions MakeWorldOptions(const StoreClusterOptions& o) {
   w.seed = o.seed;
   w.verbs.copy_data = true;
   w.verbs.reuse_keys_after_restart = o.reuse_addresses;
+  w.verbs.local_port_down = o.local_port_down;
   return w;
 }
 }  // namespace

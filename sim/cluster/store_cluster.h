@@ -48,6 +48,8 @@ struct StoreClusterOptions {
   // A restarted client maps its memory at the addresses its previous incarnation used, and its
   // NICs hand out the same memory keys again (SimVerbsOptions::reuse_keys_after_restart).
   bool reuse_addresses = false;
+  // How QPs fail when their own NIC is down (SimVerbsOptions::LocalPortDown).
+  SimVerbsOptions::LocalPortDown local_port_down = SimVerbsOptions::LocalPortDown::kPacketsLost;
 };
 
 class StoreCluster {

@@ -91,11 +91,14 @@ struct Shape {
   // Memory regions split into MR chunks of this many bytes (0: one chunk): objects then span
   // chunk boundaries on both sides of a transfer.
   uint64_t mr_chunk = 0;
+  // QPs on a down NIC fail at send with LOC_QP_OP_ERR, as on rxe (else: packets lost, retries).
+  bool rxe_port_down = false;
   std::string Describe() const {
     return absl::StrCat(hosts, " hosts x ", ranks, " ranks, ", nics, " NICs, ", mla ? "MLA" : "MHA",
                         ", ", replicas, " replica(s), ", object_size >> 10, " KiB objects",
                         reuse_addresses ? ", restarts reuse addresses" : "",
-                        mr_chunk > 0 ? absl::StrCat(", MR chunks of ", mr_chunk, " bytes") : "");
+                        mr_chunk > 0 ? absl::StrCat(", MR chunks of ", mr_chunk, " bytes") : "",
+                        rxe_port_down ? ", rxe port-down errors" : "");
   }
 };
 
@@ -124,6 +127,7 @@ Shape PickShape(mooncake::Rng& rng) {
     const uint64_t segment = 1024 * s.object_size;
     s.mr_chunk = segment / rng.UniformRange(2, 5) + 1536;
   }
+  s.rxe_port_down = rng.Bernoulli(0.5);
   return s;
 }
 
@@ -655,6 +659,7 @@ VoprResult Vopr::Run() {
   o.rdma.qp_timeout = 10;  // 4 ms per try: failures surface in tens of ms
   o.rdma.rail_pause = absl::Milliseconds(50);
   o.engine.max_mr_chunk = shape_.mr_chunk;
+  if (shape_.rxe_port_down) o.local_port_down = SimVerbsOptions::LocalPortDown::kFailAtSend;
   o.master.default_kv_lease_ttl = absl::Milliseconds(30);
   o.master.client_ttl = absl::Milliseconds(500);
   o.master.put_start_discard_timeout = absl::Milliseconds(500);

@@ -26,6 +26,7 @@ WorldOptions MakeWorldOptions(const RdmaClusterOptions& o) {
   WorldOptions w;
   w.seed = o.seed;
   w.verbs.copy_data = o.copy_data;
+  w.verbs.local_port_down = o.local_port_down;
   return w;
 }
 }  // namespace

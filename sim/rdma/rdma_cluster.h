@@ -32,6 +32,8 @@ struct RdmaClusterOptions {
   // Bytes of registered memory per host. With copy_data = false it is address space only.
   uint64_t memory_per_host = 64 << 20;
   bool copy_data = true;
+  // How a QP behaves when its own NIC is down (hardware: packets lost; rxe: fails at send).
+  SimVerbsOptions::LocalPortDown local_port_down = SimVerbsOptions::LocalPortDown::kPacketsLost;
   mooncake::RdmaOptions rdma;  // devices are filled in from `nics`
   SimTime poll_period = 2 * kMicrosecond;
 };

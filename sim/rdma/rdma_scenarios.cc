@@ -90,10 +90,11 @@ ScenarioResult StripingScenario(uint64_t seed, int nics, uint64_t bytes, bool re
   return r;
 }
 
-ScenarioResult FailoverScenario(uint64_t seed) {
+ScenarioResult FailoverScenario(uint64_t seed, SimVerbsOptions::LocalPortDown local_port_down) {
   ScenarioResult r;
   RdmaClusterOptions o;
   o.seed = seed;
+  o.local_port_down = local_port_down;
   o.memory_per_host = 96 << 20;
   RdmaCluster c(o);
   if (absl::Status s = c.Init(); !s.ok()) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sim/verbs/sim_verbs.h"
 
 namespace sim {
 
@@ -29,8 +30,11 @@ struct ScenarioResult {
 ScenarioResult StripingScenario(uint64_t seed, int nics, uint64_t bytes, bool read);
 
 // Two NICs; one goes down mid-batch and comes back. Every request must succeed with the right
-// bytes, the failed rail must be paused, and traffic must use it again after it returns.
-ScenarioResult FailoverScenario(uint64_t seed);
+// bytes, the failed rail must be paused, and traffic must use it again after it returns. The
+// NIC is the requester's own; `local_port_down` says how its QPs fail (RETRY_EXC_ERR after the
+// retries, as on hardware, or LOC_QP_OP_ERR at once, as on rxe).
+ScenarioResult FailoverScenario(uint64_t seed, SimVerbsOptions::LocalPortDown local_port_down =
+                                                   SimVerbsOptions::LocalPortDown::kPacketsLost);
 
 // A peer deregisters memory a request targets: that request fails with a clear error, the other
 // peer's requests in the same batch succeed, and the rail works again afterwards.

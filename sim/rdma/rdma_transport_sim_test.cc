@@ -40,6 +40,14 @@ TEST(FailoverTest, NicDownMidBatchEveryRequestCompletesAndTheRailComesBack) {
   std::printf("%s", r.report.c_str());
 }
 
+// As on rxe, requests on a QP whose own NIC went down fail at once with LOC_QP_OP_ERR: that is
+// the rail failing, not the caller's buffer, so the requests move to the other rail.
+TEST(FailoverTest, LocalQpOperationErrorsOnADownNicFailOverToo) {
+  ScenarioResult r = FailoverScenario(3, SimVerbsOptions::LocalPortDown::kFailAtSend);
+  EXPECT_TRUE(r.ok) << r.report;
+  std::printf("%s", r.report.c_str());
+}
+
 TEST(AccessErrorTest, StaleRkeyFailsOnlyThatRequestWithAClearError) {
   ScenarioResult r = AccessErrorScenario(4);
   EXPECT_TRUE(r.ok) << r.report;

@@ -289,6 +289,15 @@ bool SimQp::PullSend(Burst* b) {
   return true;
 }
 
+bool SimQp::FailsAtSend(WorkRequest& w) {
+  if (owner->fabric()->options().local_port_down != SimVerbsOptions::LocalPortDown::kFailAtSend ||
+      net()->nic_usable(nic)) {
+    return false;
+  }
+  Fail(w, IBV_WC_LOC_QP_OP_ERR);
+  return true;
+}
+
 bool SimQp::FillSendBurst(Burst* b) {
   // Re-requests of READ responses go first: they are retransmissions.
   while (!rereq_.empty()) {
@@ -296,6 +305,7 @@ bool SimQp::FillSendBurst(Burst* b) {
     rereq_.pop_front();
     WorkRequest* w = Find(seq);
     if (w == nullptr || w->done || !w->rereq) continue;
+    if (FailsAtSend(*w)) return false;
     w->rereq = false;
     b->tag[0] = Tag0(kReadReRequest, epoch_, send_gen_);
     b->tag[1] = seq;
@@ -321,6 +331,7 @@ bool SimQp::FillSendBurst(Burst* b) {
       }
       w.processed = true;
     }
+    if (FailsAtSend(w)) return false;
     if (w.opcode == IBV_WR_RDMA_READ) {
       if (!w.read_counted) {
         if (reads_in_flight_ >= ReadLimit()) return false;  // kicked when a READ finishes

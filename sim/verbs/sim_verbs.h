@@ -85,6 +85,13 @@ struct SimVerbsOptions {
   // A restarted host numbers its memory keys from the start again, as a real NIC may reuse the
   // key indices of a dead process: a stale rkey can then name a new process's region.
   bool reuse_keys_after_restart = false;
+  // What a request does when its QP's own NIC is down (docs/verbs.md, "Local port down").
+  //   kPacketsLost: packets leave into nothing, as on a NIC whose link dropped: the ACK timer
+  //     retries and the oldest request fails with RETRY_EXC_ERR after retry_cnt tries.
+  //   kFailAtSend: as soft-RoCE (rxe) does: the first packet the QP tries to send fails its
+  //     request at once with LOC_QP_OP_ERR (the route to the peer is gone); the QP goes to ERROR.
+  enum class LocalPortDown { kPacketsLost, kFailAtSend };
+  LocalPortDown local_port_down = LocalPortDown::kPacketsLost;
 };
 
 // SimVerbsStats counts what one host's SimVerbs did.

@@ -239,6 +239,8 @@ class SimQp : public ibv_qp {
   int Validate(const ibv_send_wr& wr) const;
   void Enqueue(const ibv_send_wr& wr);
   bool FillSendBurst(Burst* burst);
+  // FailsAtSend fails `w` with LOC_QP_OP_ERR when the fabric models rxe and this NIC is down.
+  bool FailsAtSend(WorkRequest& w);
   ibv_wc_status CheckLocal(const WorkRequest& w) const;
   SimQp* FindResponder() const;
   bool SentBeyond(uint64_t seq, uint64_t end_offset, uint64_t length) const;

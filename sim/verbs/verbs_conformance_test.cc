@@ -8,12 +8,15 @@
 //                                                         # (--responder), guest 1 runs the tests
 #include <string.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "sim/verbs/verbs_lab.h"
 #include "sim/verbs/verbs_test_util.h"
@@ -42,7 +45,7 @@ class ConformanceTest : public ::testing::Test {
     lab_ = MakeLab();
     ASSERT_NE(lab_, nullptr);
     verbs_ = lab_->verbs();
-    end_ = testing::OpenEnd(verbs_, lab_->device(0));
+    end_ = testing::OpenEnd(verbs_, lab_->device(rail_));
     local_.assign(kBytes, 0);
     auto mr = verbs_->RegMr(end_.pd, local_.data(), local_.size(), kAll);
     ASSERT_TRUE(mr.ok()) << mr.status();
@@ -58,24 +61,31 @@ class ConformanceTest : public ::testing::Test {
 
   // Connects a fresh requester QP with a fresh responder QP; returns the requester QP.
   ibv_qp* Connect(testing::ConnectOptions o = testing::ConnectOptions()) {
+    absl::StatusOr<ibv_qp*> qp = TryConnect(o);
+    EXPECT_TRUE(qp.ok()) << qp.status();
+    return qp.ok() ? *qp : nullptr;
+  }
+  absl::StatusOr<ibv_qp*> TryConnect(testing::ConnectOptions o = testing::ConnectOptions()) {
     ibv_qp* qp = testing::CreateQp(end_);
+    if (qp == nullptr) return absl::InternalError("cannot create a QP");
     o.mtu = mtu_;
     auto gid = verbs_->QueryGid(end_.context, 1, o.gid_index);
-    EXPECT_TRUE(gid.ok()) << gid.status();
-    QpRequest req{0, qp->qp_num, o.psn_a, *gid, mtu_, o.gid_index};
+    if (!gid.ok()) return gid.status();
+    QpRequest req{rail_, qp->qp_num, o.psn_a, *gid, mtu_, o.gid_index};
     auto remote = lab_->responder()->Connect(req);
-    EXPECT_TRUE(remote.ok()) << remote.status();
-    if (!remote.ok()) return nullptr;
+    if (!remote.ok()) return remote.status();
     remote_qpn_ = remote->qpn;
-    EXPECT_TRUE(testing::ToInit(verbs_, qp, kAll).ok());
-    absl::Status s = testing::ToRtr(verbs_, qp, remote->gid, remote->qpn, remote->psn, o);
-    EXPECT_TRUE(s.ok()) << s;
-    s = testing::ToRts(verbs_, qp, o.psn_a, o);
-    EXPECT_TRUE(s.ok()) << s;
+    absl::Status s = testing::ToInit(verbs_, qp, kAll);
+    if (s.ok()) s = testing::ToRtr(verbs_, qp, remote->gid, remote->qpn, remote->psn, o);
+    if (s.ok()) s = testing::ToRts(verbs_, qp, o.psn_a, o);
+    if (!s.ok()) {
+      verbs_->DestroyQp(qp).IgnoreError();
+      return s;
+    }
     return qp;
   }
   RemoteMr Memory(uint64_t bytes = kBytes, int access = kAll) {
-    auto mr = lab_->responder()->RegisterMemory(0, bytes, access);
+    auto mr = lab_->responder()->RegisterMemory(rail_, bytes, access);
     EXPECT_TRUE(mr.ok()) << mr.status();
     return mr.ok() ? *mr : RemoteMr();
   }
@@ -101,6 +111,7 @@ class ConformanceTest : public ::testing::Test {
   ibv_qp_state State(ibv_qp* qp) { return *verbs_->QueryQpState(qp); }
 
   static constexpr uint64_t kBytes = 1 << 20;
+  int rail_ = 0;  // the rail every QP of the test uses
   std::unique_ptr<VerbsLab> lab_;
   mooncake::Verbs* verbs_ = nullptr;
   testing::RcEnd end_;
@@ -169,8 +180,8 @@ TEST_F(ConformanceTest, BadRkeyOrRangeIsARemoteAccessErrorAndBreaksTheQp) {
     ASSERT_EQ(Post(qp, IBV_WR_RDMA_WRITE, 0, addr, rkey, 4096, 10 + variant), 0);
     auto wc = Wait(1);
     ASSERT_EQ(wc.size(), 1u);
-    EXPECT_EQ(wc[0].status, IBV_WC_REM_ACCESS_ERR) << "variant " << variant << ": "
-                                                    << testing::StatusName(wc[0].status);
+    EXPECT_EQ(wc[0].status, IBV_WC_REM_ACCESS_ERR)
+        << "variant " << variant << ": " << testing::StatusName(wc[0].status);
     EXPECT_EQ(State(qp), IBV_QPS_ERR);
   }
   auto bytes = lab_->responder()->Read(remote.id, 65536 - 100, 100);
@@ -201,8 +212,9 @@ TEST_F(ConformanceTest, OutstandingAndLaterRequestsAreFlushed) {
 }
 
 // A local SGE with the wrong lkey is a local error completion and breaks the QP. Which status it
-// carries differs: hardware NICs (and SimVerbs) report LOC_PROT_ERR, rxe LOC_QP_OP_ERR; the
-// transport treats both as the caller's fault (docs/verbs.md, differences).
+// carries differs: hardware NICs (and SimVerbs) report LOC_PROT_ERR, rxe LOC_QP_OP_ERR
+// (docs/verbs.md, differences). The transport never posts an lkey it did not register, so it
+// treats LOC_QP_OP_ERR as the rail failing (see LocalLinkDownTest) and retries elsewhere.
 TEST_F(ConformanceTest, WrongLkeyIsALocalError) {
   ibv_qp* qp = Connect();
   ASSERT_NE(qp, nullptr);
@@ -214,6 +226,75 @@ TEST_F(ConformanceTest, WrongLkeyIsALocalError) {
   EXPECT_TRUE(wc[0].status == IBV_WC_LOC_PROT_ERR || wc[0].status == IBV_WC_LOC_QP_OP_ERR)
       << testing::StatusName(wc[0].status);
   EXPECT_EQ(State(qp), IBV_QPS_ERR);
+}
+
+// Tests on rail 1, whose link they take down: the lab's own control connection runs on rail 0.
+class LocalLinkDownTest : public ConformanceTest {
+ protected:
+  void SetUp() override {
+    rail_ = 1;
+    ConformanceTest::SetUp();
+  }
+  void TearDown() override {
+    if (lab_ != nullptr && link_down_) {
+      absl::Status s = lab_->SetLinkUp(rail_, true);
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    ConformanceTest::TearDown();
+  }
+  bool link_down_ = false;
+};
+
+// The requester's own link goes down: the port says so, and the first request the QP tries to
+// send fails at once with a local QP operation error (rxe finds no route to the peer); the rest
+// are flushed and the QP is in ERROR. The simulator models this (SimVerbsOptions::LocalPortDown
+// kFailAtSend) beside the hardware behaviour, lost packets ending in RETRY_EXC_ERR. Once the link
+// is back, a new QP on the same port moves bytes again.
+TEST_F(LocalLinkDownTest, RequestsFailLocallyAndTheQpBreaks) {
+  ibv_qp* qp = Connect();
+  ASSERT_NE(qp, nullptr);
+  RemoteMr remote = Memory();
+  absl::Status down = lab_->SetLinkUp(rail_, false);
+  ASSERT_TRUE(down.ok()) << down;
+  link_down_ = true;
+  auto port = verbs_->QueryPort(end_.context, 1);
+  ASSERT_TRUE(port.ok());
+  EXPECT_NE(port->state, IBV_PORT_ACTIVE);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(
+        Post(qp, IBV_WR_RDMA_WRITE, i * 4096, remote.addr + i * 4096, remote.rkey, 4096, i + 1), 0);
+  }
+  auto wc = Wait(3, absl::Seconds(30));
+  ASSERT_EQ(wc.size(), 3u) << "requests on a down link did not complete";
+  EXPECT_EQ(wc[0].wr_id, 1u);
+  EXPECT_EQ(wc[0].status, IBV_WC_LOC_QP_OP_ERR) << testing::StatusName(wc[0].status);
+  EXPECT_EQ(wc[1].status, IBV_WC_WR_FLUSH_ERR) << testing::StatusName(wc[1].status);
+  EXPECT_EQ(wc[2].status, IBV_WC_WR_FLUSH_ERR) << testing::StatusName(wc[2].status);
+  EXPECT_EQ(State(qp), IBV_QPS_ERR);
+
+  absl::Status up = lab_->SetLinkUp(rail_, true);
+  ASSERT_TRUE(up.ok()) << up;
+  link_down_ = false;
+  // Right after the link returns, rxe's neighbour lookup at RTR may still time out (as the
+  // transport sees: it retries the rail's handshake). Retry for a while, as it does.
+  const absl::Time up_at = absl::Now();
+  absl::StatusOr<ibv_qp*> again = TryConnect();
+  while (!again.ok() && absl::Now() - up_at < absl::Seconds(20)) {
+    absl::SleepFor(absl::Milliseconds(200));
+    again = TryConnect();
+  }
+  ASSERT_TRUE(again.ok()) << "no QP comes up on the port 20 s after its link returned: "
+                          << again.status();
+  std::printf("%s: a new QP connected %.0f ms after the link returned\n", lab_->name(),
+              absl::ToDoubleMilliseconds(absl::Now() - up_at));
+  for (int i = 0; i < 4096; ++i) local_[i] = static_cast<char>(i * 5 + 3);
+  ASSERT_EQ(Post(*again, IBV_WR_RDMA_WRITE, 0, remote.addr, remote.rkey, 4096, 9), 0);
+  wc = Wait(1, absl::Seconds(30));
+  ASSERT_EQ(wc.size(), 1u);
+  EXPECT_EQ(wc[0].status, IBV_WC_SUCCESS) << testing::StatusName(wc[0].status);
+  auto back = lab_->responder()->Read(remote.id, 0, 4096);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, std::string(local_.data(), 4096));
 }
 
 // A peer whose QP is gone does not answer: retry-exceeded after the retries.

@@ -1,10 +1,14 @@
 #include "sim/verbs/verbs_lab.h"
 
-#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "absl/strings/escaping.h"
@@ -143,12 +147,17 @@ class SimLab final : public VerbsLab {
         absl::ToInt64Nanoseconds(timeout));
     return out;
   }
+  absl::Status SetLinkUp(int rail, bool up) override {
+    world_.network().SetNicUp(world_.network().FindNic(requester_, device(rail)), up);
+    return absl::OkStatus();
+  }
 
  private:
   static WorldOptions WorldOptionsWithCopies() {
     WorldOptions o;
     o.seed = 5;
     o.verbs.copy_data = true;
+    o.verbs.local_port_down = SimVerbsOptions::LocalPortDown::kFailAtSend;  // as rxe
     return o;
   }
   World world_;
@@ -189,13 +198,13 @@ class RemoteResponder final : public Responder {
     channel_.Receive().IgnoreError();
   }
   absl::StatusOr<RemoteMr> RegisterMemory(int rail, uint64_t length, int access) override {
-    absl::StatusOr<std::vector<std::string>> r = Call(absl::StrCat("MR ", rail, " ", length, " ",
-                                                                   access));
+    absl::StatusOr<std::vector<std::string>> r =
+        Call(absl::StrCat("MR ", rail, " ", length, " ", access));
     if (!r.ok()) return r.status();
     RemoteMr m;
     m.length = length;
-    if (r->size() != 3 || !absl::SimpleAtoi((*r)[0], &m.id) || !absl::SimpleAtoi((*r)[1], &m.addr) ||
-        !absl::SimpleAtoi((*r)[2], &m.rkey)) {
+    if (r->size() != 3 || !absl::SimpleAtoi((*r)[0], &m.id) ||
+        !absl::SimpleAtoi((*r)[1], &m.addr) || !absl::SimpleAtoi((*r)[2], &m.rkey)) {
       return absl::DataLossError("malformed MR reply");
     }
     return m;
@@ -256,8 +265,81 @@ class RxeLab final : public VerbsLab {
     }
     return out;
   }
+  absl::Status SetLinkUp(int rail, bool up) override {
+    // tools/roce_vm names each rail's netdev in ROCE_NETDEV<rail>.
+    const char* netdev = std::getenv(absl::StrCat("ROCE_NETDEV", rail).c_str());
+    if (netdev == nullptr) return absl::FailedPreconditionError("ROCE_NETDEV<rail> is not set");
+    const std::string cmd = absl::StrCat("ip link set ", netdev, up ? " up" : " down");
+    if (std::system(cmd.c_str()) != 0) return absl::InternalError(absl::StrCat(cmd, " failed"));
+    auto context = verbs_.OpenDevice(device(rail));
+    if (!context.ok()) return context.status();
+    std::string last = "no port state";
+    bool done = false;
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(20);
+         !done && absl::Now() < deadline; absl::SleepFor(absl::Milliseconds(50))) {
+      auto port = verbs_.QueryPort(*context, 1);
+      if (!port.ok()) {
+        last = port.status().ToString();
+        continue;
+      }
+      last = absl::StrCat("port state ", port->state);
+      if (!up) {
+        done = port->state != IBV_PORT_ACTIVE;
+        continue;
+      }
+      if (port->state != IBV_PORT_ACTIVE) continue;
+      auto gid = verbs_.QueryGid(*context, 1, 1);
+      if (!gid.ok() || gid->raw[10] != 0xff || gid->raw[11] != 0xff) {
+        last = "no IPv4 GID at index 1";
+        continue;
+      }
+      last = PeersResolved(rail);
+      done = last.empty();
+    }
+    absl::Status result =
+        done ? absl::OkStatus()
+             : absl::DeadlineExceededError(
+                   absl::StrCat(device(rail), " not ", up ? "up" : "down", " after 20 s: ", last));
+    verbs_.CloseDevice(*context).IgnoreError();
+    return result;
+  }
 
  private:
+  // PeersResolved pokes every other guest's address on `rail` (ROCE_PEER<j>_IP<rail> but not
+  // ROCE_IP<rail>) with a UDP
+  // datagram and returns "" once the kernel's ARP table has them all (until then rxe cannot bring
+  // a QP to RTR: its neighbour lookup times out), else what is missing.
+  static std::string PeersResolved(int rail) {
+    std::string arp;
+    if (FILE* f = fopen("/proc/net/arp", "r")) {
+      char buf[4096];
+      for (size_t n; (n = fread(buf, 1, sizeof(buf), f)) > 0;) arp.append(buf, n);
+      fclose(f);
+    }
+    std::string missing;
+    const char* self = std::getenv(absl::StrCat("ROCE_IP", rail).c_str());
+    for (int j = 0; j < 16; ++j) {
+      const char* ip = std::getenv(absl::StrCat("ROCE_PEER", j, "_IP", rail).c_str());
+      if (ip == nullptr || (self != nullptr && strcmp(ip, self) == 0)) continue;
+      bool complete = false;
+      for (absl::string_view line : absl::StrSplit(arp, '\n')) {
+        std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+        if (f.size() >= 3 && f[0] == ip && f[2] == "0x2") complete = true;
+      }
+      if (complete) continue;
+      absl::StrAppend(&missing, missing.empty() ? "no ARP entry for " : ", ", ip);
+      int fd = socket(AF_INET, SOCK_DGRAM, 0);
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(9);  // discard
+      if (fd >= 0 && inet_pton(AF_INET, ip, &to.sin_addr) == 1) {
+        sendto(fd, "", 0, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+      }
+      if (fd >= 0) close(fd);
+    }
+    return missing;
+  }
+
   mooncake::IbVerbs verbs_;
   std::unique_ptr<RemoteResponder> responder_;
 };
@@ -324,8 +406,8 @@ bool ServeOne(int fd, ResponderCore* core_ptr) {
       absl::SimpleAtoi(w[2], &length);
       absl::SimpleAtoi(w[3], &access);
       auto mr = core.RegisterMemory(rail, length, access);
-      reply = mr.ok() ? absl::StrCat("OK ", mr->id, " ", mr->addr, " ", mr->rkey)
-                      : fail(mr.status());
+      reply =
+          mr.ok() ? absl::StrCat("OK ", mr->id, " ", mr->addr, " ", mr->rkey) : fail(mr.status());
     } else if (w[0] == "QP" && w.size() == 7) {
       QpRequest q;
       int mtu = 0;
@@ -346,7 +428,8 @@ bool ServeOne(int fd, ResponderCore* core_ptr) {
       absl::SimpleAtoi(w[2], &offset);
       absl::SimpleAtoi(w[3], &length);
       auto bytes = core.Read(mr, offset, length);
-      reply = bytes.ok() ? absl::StrCat("OK ", absl::BytesToHexString(*bytes)) : fail(bytes.status());
+      reply =
+          bytes.ok() ? absl::StrCat("OK ", absl::BytesToHexString(*bytes)) : fail(bytes.status());
     } else if (w[0] == "KILL" && w.size() == 2) {
       uint32_t qpn = 0;
       absl::SimpleAtoi(w[1], &qpn);

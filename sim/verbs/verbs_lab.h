@@ -77,6 +77,10 @@ class VerbsLab {
   // time in the SimLab, wall time on rxe), letting the world make progress meanwhile.
   virtual std::vector<ibv_wc> WaitForCompletions(ibv_cq* cq, size_t count,
                                                  absl::Duration timeout) = 0;
+  // SetLinkUp takes the link under the requester's own `rail` device down or brings it back, and
+  // returns once the port reports it (on rxe: `ip link set` on the rail's netdev; when up, also
+  // waits for the IPv4 GID to be back).
+  virtual absl::Status SetLinkUp(int rail, bool up) = 0;
 };
 
 std::unique_ptr<VerbsLab> NewSimLab();

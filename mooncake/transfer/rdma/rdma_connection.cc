@@ -20,6 +20,7 @@ namespace mooncake {
 
 using rdma_internal::GidFromString;
 using rdma_internal::GidToString;
+using rdma_internal::MtuFromBytes;
 using rdma_internal::TransferFail;
 
 namespace rdma_internal {
@@ -74,6 +75,23 @@ const char* WcStatusName(ibv_wc_status status) {
 
 absl::Status TransferFail(absl::string_view why) {
   return MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat("rdma: ", why));
+}
+
+ibv_mtu MtuFromBytes(int bytes) {
+  switch (bytes) {
+    case 256:
+      return IBV_MTU_256;
+    case 512:
+      return IBV_MTU_512;
+    case 1024:
+      return IBV_MTU_1024;
+    case 2048:
+      return IBV_MTU_2048;
+    case 4096:
+      return IBV_MTU_4096;
+    default:
+      return static_cast<ibv_mtu>(0);
+  }
 }
 
 }  // namespace rdma_internal
@@ -155,13 +173,24 @@ absl::Status RdmaTransport::Init() {
   }
   // A work request's length is 32 bits; real NICs cap a message at 2 GiB (max_msg_sz).
   constexpr uint64_t kMaxSlice = uint64_t{1} << 31;
+  if (options_.path_mtu != 0 && MtuFromBytes(options_.path_mtu) == 0) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrCat("rdma: path MTU ", options_.path_mtu,
+                                  " is not one of 256, 512, 1024, 2048, 4096 (MC_MTU)"));
+  }
   if (options_.slice_size > kMaxSlice) {
     return MakeError(ErrorCode::INVALID_PARAMS,
                      absl::StrCat("rdma: slice_size ", options_.slice_size,
                                   " exceeds the largest RDMA message (", kMaxSlice, " bytes)"));
   }
   absl::StatusOr<std::vector<std::string>> available = verbs_->ListDevices();
-  if (!available.ok()) return TransferFail(available.status().message());
+  if (!available.ok() || available->empty()) {
+    // Say so plainly, and never fall back to another transport behind the user's back.
+    return TransferFail(
+        absl::StrCat("no RDMA device on this host (wanted ", absl::StrJoin(options_.devices, ","),
+                     "): ", available.ok() ? "none listed" : available.status().message(),
+                     "; use protocol tcp, or load the NIC's driver (or rdma_rxe)"));
+  }
   for (const std::string& name : options_.devices) {
     if (std::find(available->begin(), available->end(), name) == available->end()) {
       return MakeError(ErrorCode::INVALID_PARAMS,
@@ -174,10 +203,20 @@ absl::Status RdmaTransport::Init() {
     if (!ctx.ok()) return TransferFail(absl::StrCat(name, ": ", ctx.status().message()));
     dev->context = *ctx;
     auto attr = verbs_->QueryDevice(dev->context);
+    if (!attr.ok()) return TransferFail(absl::StrCat(name, ": ", attr.status().message()));
     auto port = verbs_->QueryPort(dev->context, options_.port);
+    if (!port.ok()) {
+      return MakeError(ErrorCode::INVALID_PARAMS,
+                       absl::StrCat("rdma: ", name, " has no port ", int{options_.port},
+                                    " (MC_IB_PORT): ", port.status().message()));
+    }
     auto gid = verbs_->QueryGid(dev->context, options_.port, options_.gid_index);
-    if (!attr.ok() || !port.ok() || !gid.ok()) {
-      return TransferFail(absl::StrCat(name, ": cannot query device, port or gid"));
+    ibv_gid zero{};
+    if (!gid.ok() || memcmp(gid->raw, zero.raw, sizeof(zero.raw)) == 0) {
+      return MakeError(ErrorCode::INVALID_PARAMS,
+                       absl::StrCat("rdma: ", name, " port ", int{options_.port}, " has no GID at ",
+                                    "index ", options_.gid_index, " (MC_GID_INDEX)",
+                                    gid.ok() ? "" : absl::StrCat(": ", gid.status().message())));
     }
     if (port->max_msg_sz != 0 && options_.slice_size > port->max_msg_sz) {
       return MakeError(ErrorCode::INVALID_PARAMS,
@@ -187,6 +226,7 @@ absl::Status RdmaTransport::Init() {
     dev->max_mr_size = attr->max_mr_size;
     dev->lid = port->lid;
     dev->mtu = port->active_mtu;
+    if (options_.path_mtu != 0) dev->mtu = std::min(dev->mtu, MtuFromBytes(options_.path_mtu));
     dev->gid = *gid;
     auto pd = verbs_->AllocPd(dev->context);
     if (!pd.ok()) return TransferFail(absl::StrCat(name, ": ", pd.status().message()));

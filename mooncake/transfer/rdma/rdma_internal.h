@@ -23,6 +23,8 @@ bool GidFromString(absl::string_view s, ibv_gid* gid);
 // statuses itself rather than calling ibv_wc_status_str.
 const char* WcStatusName(ibv_wc_status status);
 absl::Status TransferFail(absl::string_view why);
+// MtuFromBytes is the ibv_mtu of 256..4096 bytes, or 0 for any other value.
+ibv_mtu MtuFromBytes(int bytes);
 
 }  // namespace rdma_internal
 

@@ -215,13 +215,21 @@ void RdmaTransport::CompleteLocked(const ibv_wc& wc) {
       return;
     case IBV_WC_LOC_PROT_ERR:
     case IBV_WC_LOC_LEN_ERR:
-    case IBV_WC_LOC_QP_OP_ERR:
+      // Slices are cut within registered chunks and the message size limit, so these mean the
+      // caller's memory changed under the request (deregistered mid-transfer).
       rail->broken = true;
       FinishLocked(slot, MakeError(ErrorCode::INVALID_PARAMS,
                                    absl::StrFormat("rdma: local buffer [%#x, +%u) rejected (%s)",
                                                    s.local, s.length, WcStatusName(wc.status))));
       return;
     default:
+      // Includes LOC_QP_OP_ERR: rxe fails requests that way when the local link is down (the
+      // route to the peer is gone), so it is the rail's failure (docs/verbs.md, "Local port down").
+      if (!rail->broken && rail->paused_until <= clock_->NowNanos()) {
+        MC_LOG(WARNING) << "rdma: rail " << devices_[rail->local_device]->name << " -> "
+                        << s.peer->name << ":" << rail->remote_nic << " failed ("
+                        << WcStatusName(wc.status) << "); paused, its requests move elsewhere";
+      }
       rail->broken = true;
       PauseRailLocked(rail);
       RetryOrFailLocked(slot, TransferFail(absl::StrFormat(

@@ -55,8 +55,9 @@ struct RdmaOptions {
   int max_attempts = 4;     // tries per slice before its request fails
   uint8_t qp_timeout = 14;  // 4.096 us * 2^14 = 67 ms per try
   uint8_t retry_cnt = 7;
-  uint8_t port = 1;
-  int gid_index = 0;
+  uint8_t port = 1;   // MC_IB_PORT
+  int gid_index = 0;  // MC_GID_INDEX; RoCE v2 over IPv4 is usually 1 (rxe) or 3 (mlx5)
+  int path_mtu = 0;   // MC_MTU, bytes (256..4096); 0 = each port's active MTU
   // This process's instance (SegmentDescriptor::instance), sent in every handshake so a peer can
   // tell it connected to a later incarnation than the descriptor it holds. 0 = unknown.
   uint64_t instance = 0;

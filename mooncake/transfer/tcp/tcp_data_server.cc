@@ -100,7 +100,7 @@ void TcpDataServer::Serve(int fd) {
         keep = HandleRead(fd, h);
         break;
       case FrameOp::kHello:
-        keep = HandleHello(&conn, h);
+        keep = HandleHello(&conn);
         break;
       case FrameOp::kGetDescriptor:
       case FrameOp::kRdmaHandshake:
@@ -132,7 +132,8 @@ bool TcpDataServer::SendError(int fd, const FrameHeader& request, FrameOp op,
   return SendAll(fd, iov, 2).ok();
 }
 
-bool TcpDataServer::HandleHello(Connection* conn, const FrameHeader& h) {
+// FrameHeader::Validate has already checked that a HELLO carries exactly its 8-byte token.
+bool TcpDataServer::HandleHello(Connection* conn) {
   uint64_t token = 0;
   if (!RecvAll(conn->fd, &token, sizeof(token)).ok() || token == 0 || conn->token != 0)
     return false;

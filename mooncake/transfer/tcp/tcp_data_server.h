@@ -76,7 +76,7 @@ class TcpDataServer {
   bool HandleWrite(Connection* conn, const FrameHeader& h);
   bool HandleRead(int fd, const FrameHeader& h);
   bool HandleControl(int fd, const FrameHeader& h);
-  bool HandleHello(Connection* conn, const FrameHeader& h);
+  bool HandleHello(Connection* conn);
   bool SendError(int fd, const FrameHeader& request, FrameOp op, const absl::Status& status);
   // Fence marks the connection named `token` fenced (or remembers the token, should its HELLO
   // still be on its way) and waits until it applies nothing more.

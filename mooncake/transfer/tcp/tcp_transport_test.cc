@@ -115,9 +115,11 @@ TEST_F(TcpTransportTest, MalformedFramesCloseOnlyThatConnection) {
   auto peer = MakePeer(1, 1 << 20);
   char* src = reinterpret_cast<char*>(local_.data());
   ASSERT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 4096).ok());
-  for (int variant = 0; variant < 3; ++variant) {
+  for (int variant = 0; variant < 4; ++variant) {
     absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server_->port(), absl::Seconds(1));
     ASSERT_TRUE(fd.ok());
+    timeval tv{5, 0};  // a server that keeps the connection fails the test instead of hanging it
+    setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     FrameHeader h;
     h.op = FrameOp::kWrite;
     h.addr = RemoteAddr(0);
@@ -125,7 +127,12 @@ TEST_F(TcpTransportTest, MalformedFramesCloseOnlyThatConnection) {
     if (variant == 0) h.magic = 0x12345678;
     if (variant == 1) h.length = FrameHeader::kMaxPayload + 1;
     if (variant == 2) h.op = static_cast<FrameOp>(0x55);
+    if (variant == 3) h.op = FrameOp::kHello;  // a HELLO whose length is not its 8-byte token
     ASSERT_TRUE(SendAll(*fd, &h, sizeof(h)).ok());
+    if (variant == 3) {
+      const uint64_t token = 42;
+      ASSERT_TRUE(SendAll(*fd, &token, sizeof(token)).ok());
+    }
     char c;
     EXPECT_EQ(recv(*fd, &c, 1, 0), 0) << "server should close a connection with a bad header";
     close(*fd);
