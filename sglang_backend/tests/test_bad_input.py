@@ -177,6 +177,20 @@ def test_setup_rejects_bad_arguments(stores, master):
     assert s.put("bad-args-ok", b"1") == 0
 
 
+def test_rdma_without_the_device_is_a_clear_setup_error(stores, master, capfd):
+    """protocol=rdma naming a device this host lacks: a non-zero code and a log line that names
+    the device; no crash, no silent switch to TCP, and the same store sets up over TCP after."""
+    s = stores()
+    started = time.monotonic()
+    rc = s.setup(harness.HOST, "P2PHANDSHAKE", "32mb", "16mb", "rdma", "erdma_9", master.address)
+    assert rc != 0
+    assert time.monotonic() - started < SETUP_LIMIT_S
+    assert "erdma_9" in capfd.readouterr().err
+    assert s.put("rdma-refused", b"1") == harness.INTERNAL_ERROR  # not set up: nothing served
+    assert s.setup(harness.HOST, "P2PHANDSHAKE", "32mb", "16mb", "tcp", "", master.address) == 0
+    assert s.put("rdma-refused-then-tcp", b"1") == 0
+
+
 def test_setup_forms_and_ignored_extras(stores, master, metadata_server):
     # Every client of one cluster uses the same metadata service (here the HTTP one).
     # 8 positional arguments with engine=None, and SGLang's keyword extras.

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The seed's deployment on soft-RoCE (tests/rxe_deployment.py says what it checks): the wheel is
+# installed into a venv on the host, which the guests see read-only through their 9p root; guest 0
+# runs the master, the metadata server and a store client, guest 1 a store client, both with
+# MOONCAKE_PROTOCOL=rdma MOONCAKE_DEVICE=erdma_0,erdma_1.
+set -euo pipefail
+wheel="$(readlink -f sglang_backend/mooncake_cpp-*.whl)"
+script="$(readlink -f sglang_backend/tests/rxe_deployment.py)"
+venv="${TEST_TMPDIR:-$(mktemp -d)}/venv"
+/usr/bin/python3 -m venv --system-site-packages "$venv"
+"$venv/bin/python" -m pip install -q --no-index --no-deps --disable-pip-version-check "$wheel"
+run="MOONCAKE_PROTOCOL=rdma MOONCAKE_DEVICE=erdma_0,erdma_1 $venv/bin/python $script"
+exec "$(readlink -f tools/rxe_test)" --timeout 400 "$run" "$run"
