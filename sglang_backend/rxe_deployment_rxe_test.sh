@@ -5,9 +5,14 @@
 # MOONCAKE_PROTOCOL=rdma MOONCAKE_DEVICE=erdma_0,erdma_1.
 set -euo pipefail
 wheel="$(readlink -f sglang_backend/mooncake_cpp-*.whl)"
-script="$(readlink -f sglang_backend/tests/rxe_deployment.py)"
-venv="${TEST_TMPDIR:-$(mktemp -d)}/venv"
+# The guests see the host's root read-only, except /tmp (theirs is their own): keep out of it.
+work="${TEST_TMPDIR:-/tmp}"
+case "$work" in /tmp | /tmp/*) work="$(mktemp -d -p /var/tmp rxe_deployment.XXXXXX)" ;; esac
+venv="$work/venv"
 /usr/bin/python3 -m venv --system-site-packages "$venv"
 "$venv/bin/python" -m pip install -q --no-index --no-deps --disable-pip-version-check "$wheel"
-run="MOONCAKE_PROTOCOL=rdma MOONCAKE_DEVICE=erdma_0,erdma_1 $venv/bin/python $script"
+# The scripts are copied beside the venv: the source tree may live under /tmp too.
+mkdir -p "$work/scripts"
+cp sglang_backend/tests/rxe_deployment.py sglang_backend/tests/harness.py "$work/scripts/"
+run="MOONCAKE_PROTOCOL=rdma MOONCAKE_DEVICE=erdma_0,erdma_1 $venv/bin/python $work/scripts/rxe_deployment.py"
 exec "$(readlink -f tools/rxe_test)" --timeout 400 "$run" "$run"
