@@ -205,17 +205,25 @@ absl::Status MasterService::MountLocked(const ClientId& client, const SegmentDes
   {
     absl::MutexLock lock(&seg_mu_);
     auto existing = segment_ids_.find(std::make_pair(segment.name, segment.base));
+    uint32_t renewed = 0;  // the same memory under a new instance: it replaces the old record
     if (existing != segment_ids_.end()) {
       const Segment& s = *segments_.at(existing->second);
       if (s.owner == client && !s.unmounting) {
-        if (s.desc.size == segment.size) return absl::OkStatus();
-        return MakeError(ErrorCode::SEGMENT_ALREADY_EXISTS,
-                         absl::StrCat("segment ", segment.name, " base 0x", absl::Hex(segment.base),
-                                      " is mounted with size ", s.desc.size));
+        if (s.desc.size != segment.size) {
+          return MakeError(
+              ErrorCode::SEGMENT_ALREADY_EXISTS,
+              absl::StrCat("segment ", segment.name, " base 0x", absl::Hex(segment.base),
+                           " is mounted with size ", s.desc.size));
+        }
+        if (s.desc.instance == segment.instance || segment.instance == 0) return absl::OkStatus();
+        // The owner fenced its inbound writes (docs/architecture.md, "Invariants"): replicas
+        // naming the old instance cannot be served any more, so they go with the old record.
+        renewed = existing->second;
+        victims.push_back(renewed);
       }
     }
     for (const auto& [id, s] : segments_) {
-      if (s->desc.name != segment.name || s->unmounting) continue;
+      if (s->desc.name != segment.name || s->unmounting || id == renewed) continue;
       if (s->owner != client) {
         victims.push_back(id);
       } else if (s->desc.base < segment.base + segment.size &&

@@ -239,6 +239,21 @@ TEST_F(MasterServiceTest, ReplicasCarryTheirSegmentsInstance) {
   ExpectInvariants();
 }
 
+// The same owner remounting the same memory under a new instance (it fenced its inbound writes)
+// replaces the old record: replicas naming the old instance could not be served any more. The
+// same instance again is a no-op, as a repeated remount whose first answer was lost must be.
+TEST_F(MasterServiceTest, RemountUnderANewInstanceReplacesTheSegment) {
+  ASSERT_TRUE(master_->MountSegment(kClientA, {"host-a:1", kBaseA, 64 * kMiB, 77}).ok());
+  ASSERT_EQ(Put("k", kMiB), ErrorCode::OK);
+  ASSERT_TRUE(master_->RemountSegment(kClientA, {{"host-a:1", kBaseA, 64 * kMiB, 77}}).ok());
+  EXPECT_EQ(Exist("k"), ErrorCode::OK) << "a repeated remount dropped the segment";
+  ASSERT_TRUE(master_->RemountSegment(kClientA, {{"host-a:1", kBaseA, 64 * kMiB, 79}}).ok());
+  EXPECT_EQ(Exist("k"), ErrorCode::OBJECT_NOT_FOUND);
+  ASSERT_EQ(Put("k2", kMiB), ErrorCode::OK);
+  EXPECT_EQ(Get("k2").replicas[0].segment_instance, 79u) << "still mounted under the old instance";
+  ExpectInvariants();
+}
+
 TEST_F(MasterServiceTest, ObjectsAreImmutable) {
   Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);
   ASSERT_EQ(Put("k", 1 * kMiB), ErrorCode::OK);

@@ -38,8 +38,9 @@ class DataPath {
   virtual void Transfer(std::vector<DataRequest> requests,
                         std::function<void(std::vector<absl::Status>)> done) = 0;
   // FenceInbound makes sure no write that reached this client's segment before the call lands in
-  // it afterwards (a remount hands the whole segment out again).
-  virtual void FenceInbound() {}
+  // it afterwards (a remount hands the whole segment out again). Returns the instance to mount the
+  // segment with from now on (0: unchanged): writes described for the old one are refused.
+  virtual uint64_t FenceInbound() { return 0; }
 };
 
 }  // namespace mooncake

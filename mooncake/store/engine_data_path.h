@@ -25,7 +25,7 @@ class EngineDataPath final : public DataPath {
   int Closeness(const std::string& segment) override;
   void Transfer(std::vector<DataRequest> requests,
                 std::function<void(std::vector<absl::Status>)> done) override;
-  void FenceInbound() override { engine_->FenceInbound(); }
+  uint64_t FenceInbound() override { return engine_->FenceInbound(); }
 
  private:
   TransferEngine* const engine_;

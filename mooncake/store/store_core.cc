@@ -66,10 +66,17 @@ absl::Status FirstError(const std::vector<absl::Status>& results, size_t first, 
 
 }  // namespace
 
-StoreCore::StoreCore(StoreCoreOptions options) : options_(std::move(options)) {
+StoreCore::StoreCore(StoreCoreOptions options)
+    : options_(std::move(options)), segment_instance_(options_.segment.instance) {
   MC_CHECK(options_.master != nullptr && options_.data != nullptr && options_.clock != nullptr &&
            options_.timer != nullptr)
       << "StoreCore needs every seam";
+}
+
+SegmentDesc StoreCore::segment() const {
+  SegmentDesc s = options_.segment;
+  s.instance = segment_instance_.load();
+  return s;
 }
 
 template <typename R>
@@ -97,8 +104,8 @@ void StoreCore::Mount(std::function<void(absl::Status)> done) {
     done(absl::OkStatus());
     return;
   }
-  CallMaster<absl::Status>([id = options_.client_id, seg = options_.segment](
-                               MasterClient& m) { return m.MountSegment(id, seg); },
+  CallMaster<absl::Status>([id = options_.client_id,
+                            seg = segment()](MasterClient& m) { return m.MountSegment(id, seg); },
                            [this, done = std::move(done)](absl::Status s) {
                              if (s.ok()) mounted_ = true;
                              done(std::move(s));
@@ -112,7 +119,7 @@ void StoreCore::Unmount(std::function<void(absl::Status)> done) {
   }
   mounted_ = false;
   CallMaster<absl::Status>(
-      [id = options_.client_id, seg = options_.segment](MasterClient& m) {
+      [id = options_.client_id, seg = segment()](MasterClient& m) {
         return m.UnmountSegment(id, seg.name, seg.base);
       },
       std::move(done));
@@ -127,18 +134,28 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
           return;
         }
         if (!hb->need_remount || options_.segment.size == 0) {
+          fenced_for_remount_.store(false);  // the master holds the segment as last mounted
           done(absl::OkStatus());
           return;
         }
         mounted_ = false;
         // The master will hand the whole segment out again: no write that reached it before
-        // (say, before a stall longer than client_ttl) may land in it afterwards.
-        options_.data->FenceInbound();
-        CallMaster<absl::Status>([id = options_.client_id, seg = options_.segment](
+        // (say, before a stall longer than client_ttl) may land in it afterwards. The fence gives
+        // the segment a new instance, so writes described for the old one are refused
+        // (docs/architecture.md, "Invariants").
+        // Once per episode: a remount whose answer was lost may have reached the master, and
+        // a second fence would leave the master holding the instance of the first.
+        if (!fenced_for_remount_.exchange(true)) {
+          if (const uint64_t renewed = options_.data->FenceInbound(); renewed != 0) {
+            segment_instance_.store(renewed);
+          }
+        }
+        CallMaster<absl::Status>([id = options_.client_id, seg = segment()](
                                      MasterClient& m) { return m.RemountSegment(id, {seg}); },
                                  [this, done](absl::Status s) {
                                    if (s.ok()) {
                                      mounted_ = true;
+                                     fenced_for_remount_.store(false);
                                      MC_LOG(INFO) << "master had forgotten client "
                                                   << options_.client_id.ToString() << "; segment "
                                                   << options_.segment.name << " remounted";

@@ -69,7 +69,8 @@ class StoreCore {
   explicit StoreCore(StoreCoreOptions options);
 
   const ClientId& client_id() const { return options_.client_id; }
-  const SegmentDesc& segment() const { return options_.segment; }
+  // The own segment as mounted now: its instance changes when a remount fences inbound writes.
+  SegmentDesc segment() const;
   bool mounted() const { return mounted_.load(); }
 
   // Mount / Unmount the own segment (OK at once for a pure client).
@@ -125,6 +126,8 @@ class StoreCore {
   uint64_t NextPutId();
 
   const StoreCoreOptions options_;
+  std::atomic<uint64_t> segment_instance_;  // options_.segment.instance until a fence renews it
+  std::atomic<bool> fenced_for_remount_{false};  // fenced, and the remount not yet confirmed
   std::atomic<bool> mounted_{false};
   std::atomic<uint64_t> put_counter_{0};
 };

@@ -14,7 +14,8 @@
 namespace mooncake {
 namespace {
 
-// Fails every write with `failure`; `fenced` counts FenceInbound calls.
+// Fails every write with `failure`; `fenced` counts FenceInbound calls, each of which renews the
+// segment's instance to 100 + fenced.
 class FailingDataPath final : public DataPath {
  public:
   explicit FailingDataPath(absl::Status failure) : failure_(std::move(failure)) {}
@@ -24,7 +25,7 @@ class FailingDataPath final : public DataPath {
                 std::function<void(std::vector<absl::Status>)> done) override {
     done(std::vector<absl::Status>(requests.size(), failure_));
   }
-  void FenceInbound() override { ++fenced; }
+  uint64_t FenceInbound() override { return 100 + ++fenced; }
   int fenced = 0;
 
  private:
@@ -96,7 +97,10 @@ TEST_F(StoreCoreTest, SettledWriteFailureFreesTheSpaceAtOnce) {
 }
 
 // A client the master forgot fences its inbound writes before remounting: the master hands the
-// whole segment out again.
+// whole segment out again. It remounts under the instance the fence gave it, so replicas the
+// master hands out from now on name the new instance and writes described for the old one are
+// refused (found by VOPR seed 806: an RDMA write of a put from before a master restart, retried
+// after the remount, landed on an object the new master had placed in the same space).
 TEST_F(StoreCoreTest, RemountFencesInboundWritesFirst) {
   FailingDataPath data(absl::OkStatus());
   auto core = Core(&data, {"writer:1", 8 << 20, 1 << 20, 5});
@@ -105,6 +109,7 @@ TEST_F(StoreCoreTest, RemountFencesInboundWritesFirst) {
   EXPECT_TRUE(heartbeat.ok()) << heartbeat;
   EXPECT_EQ(data.fenced, 1);
   EXPECT_TRUE(core->mounted());
+  EXPECT_EQ(core->segment().instance, 101u) << "remounted under the old instance";
 }
 
 }  // namespace

@@ -180,7 +180,7 @@ absl::Status TransferEngine::Init() {
       verbs = owned_verbs_.get();
     }
     RdmaOptions rdma = options_.rdma;
-    rdma.instance = instance_;
+    rdma.instance = instance_.load();
     if (!options_.rdma_devices.empty()) rdma.devices = options_.rdma_devices;
     rdma_ =
         std::make_unique<RdmaTransport>(verbs, clock_, control_, segment_name_, rdma, executor_);
@@ -287,7 +287,7 @@ std::string TransferEngine::DescriptorJson() const {
   d.shm_socket = shm_exporter_ ? shm_exporter_->name() : "";
   d.tcp_host = host_;
   d.tcp_port = rpc_port_;
-  d.instance = instance_;
+  d.instance = instance_.load();
   if (rdma_ != nullptr) {
     // One buffer per MR chunk, with rkeys; mark the ones same-host peers can map.
     rdma_->FillDescriptor(&d);
@@ -444,7 +444,7 @@ std::shared_ptr<TransferBatch> TransferEngine::Submit(const std::vector<Transfer
     }
     std::shared_ptr<const SegmentView> view = std::move(*resolved);
     if (view->self) {
-      if (r.segment_instance != 0 && r.segment_instance != instance_) {
+      if (r.segment_instance != 0 && r.segment_instance != instance_.load()) {
         batch->Finish(i, WrongIncarnation(seg->name));
         continue;
       }
@@ -529,8 +529,22 @@ void TransferEngine::SetTcpFaultHookForTesting(std::function<void(const FrameHea
   if (tcp_server_ != nullptr) tcp_server_->SetFaultHookForTesting(std::move(hook));
 }
 
-void TransferEngine::FenceInbound() {
+uint64_t TransferEngine::FenceInbound() {
+  // The next instance follows from the last (deterministic under the simulator's seams); 0 is
+  // reserved for "unknown".
+  uint64_t next = instance_.load() + 0x9e3779b97f4a7c15ull;
+  next = (next ^ (next >> 30)) * 0xbf58476d1ce4e5b9ull;
+  next = (next ^ (next >> 27)) * 0x94d049bb133111ebull;
+  next ^= next >> 31;
+  if (next == 0) next = 1;
+  instance_.store(next);
+  if (rdma_ != nullptr) rdma_->Fence(next);
   if (tcp_server_ != nullptr) tcp_server_->FenceAll();
+  if (absl::Status s = Publish(); !s.ok()) {
+    MC_LOG(WARNING) << "transfer engine " << segment_name_
+                    << ": cannot publish the new instance after a fence: " << s;
+  }
+  return next;
 }
 
 TransferEngine::Stats TransferEngine::GetStats() const {

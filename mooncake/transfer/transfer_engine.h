@@ -134,7 +134,7 @@ class TransferEngine {
   int rpc_port() const { return rpc_port_; }
   // instance is random per engine (never 0) and published in the descriptor: a process restarted
   // under the same segment name has another one.
-  uint64_t instance() const { return instance_; }
+  uint64_t instance() const { return instance_.load(); }
   const std::string& host_id() const { return host_id_; }
 
   // RegisterLocalMemory records [addr, addr + length) for transfers; it does not touch the pages.
@@ -178,10 +178,13 @@ class TransferEngine {
   std::string DescriptorJson() const;
   absl::StatusOr<EndpointInfo> AcceptRdma(const EndpointInfo& remote);
 
-  // FenceInbound makes sure no byte of a TCP write that arrived before the call lands in this
-  // engine's memory afterwards (a store remounting its segment calls it: the space is handed out
-  // afresh). Connections open now are closed; writes already applied stay.
-  void FenceInbound();
+  // FenceInbound makes sure no byte of a write that reached this engine before the call lands in
+  // its memory afterwards (a store remounting its segment calls it: the space is handed out
+  // afresh). TCP connections open now are closed; RDMA endpoints peers connected are destroyed;
+  // and the engine takes a new instance (published at once), so a request described for the old
+  // one, retried over a new connection, is refused with INVALID_REPLICA. Writes already applied
+  // stay. Returns the new instance.
+  uint64_t FenceInbound();
 
   struct Stats {
     size_t segments = 0;       // open segment entries
@@ -238,7 +241,7 @@ class TransferEngine {
   std::string host_id_;
   std::string segment_name_;
   int rpc_port_ = 0;
-  const uint64_t instance_;
+  std::atomic<uint64_t> instance_;  // renewed by FenceInbound
   MemoryRegistry registry_;
   std::shared_ptr<metadata::MetadataClient> metadata_;
   std::unique_ptr<PeerControl> tcp_control_;

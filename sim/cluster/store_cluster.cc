@@ -28,7 +28,7 @@ class StoreCluster::MeteredDataPath final : public mooncake::DataPath {
       done(std::move(results));
     });
   }
-  void FenceInbound() override { inner_.FenceInbound(); }
+  uint64_t FenceInbound() override { return inner_.FenceInbound(); }
 
  private:
   mooncake::EngineDataPath inner_;

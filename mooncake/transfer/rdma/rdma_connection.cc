@@ -139,7 +139,8 @@ RdmaTransport::RdmaTransport(Verbs* verbs, Clock* clock, RdmaHandshake* handshak
       handshake_(handshake),
       segment_name_(std::move(segment_name)),
       options_(std::move(options)),
-      executor_(executor) {}
+      executor_(executor),
+      instance_(options_.instance) {}
 
 RdmaTransport::~RdmaTransport() {
   absl::MutexLock lock(&mu_);
@@ -414,7 +415,7 @@ absl::StatusOr<EndpointInfo> RdmaTransport::Accept(const EndpointInfo& remote) {
   mine.gid = dev->gid;
   mine.lid = dev->lid;
   mine.psn = next_psn_++;
-  mine.instance = options_.instance;
+  mine.instance = instance_;
   for (ibv_qp* qp : *qps) mine.qp_nums.push_back(qp->qp_num);
   absl::Status s = ConnectQps(dev, *qps, remote, mine.psn);
   if (!s.ok()) {
@@ -449,6 +450,15 @@ std::vector<std::pair<std::string, uint64_t>> RdmaTransport::AcceptedPeers() con
     }
   }
   return out;
+}
+
+void RdmaTransport::Fence(uint64_t instance) {
+  absl::MutexLock lock(&mu_);
+  instance_ = instance;
+  for (auto& [key, a] : accepted_) {
+    for (ibv_qp* qp : a.qps) verbs_->DestroyQp(qp).IgnoreError();
+  }
+  accepted_.clear();
 }
 
 void RdmaTransport::DropAccepted(const std::string& peer_segment, uint64_t instance) {
@@ -581,7 +591,7 @@ absl::Status RdmaTransport::StartConnectLocked(Peer* peer, size_t rail_index) {
   mine.gid = dev->gid;
   mine.lid = dev->lid;
   mine.psn = next_psn_++;
-  mine.instance = options_.instance;
+  mine.instance = instance_;
   for (ibv_qp* qp : *qps) mine.qp_nums.push_back(qp->qp_num);
   rail->connecting = true;
   const uint64_t seq = ++rail->connect_seq;

@@ -141,6 +141,10 @@ class RdmaTransport {
   std::vector<std::pair<std::string, uint64_t>> AcceptedPeers() const;
   // DropAccepted destroys the endpoints a peer process (instance 0: any) connected to us.
   void DropAccepted(const std::string& peer_segment, uint64_t instance);
+  // Fence destroys every endpoint peers connected to us, so nothing posted on them lands any more,
+  // and answers handshakes with `instance` from now on: a peer's request described for the old
+  // instance is refused when it reconnects (TransferEngine::FenceInbound).
+  void Fence(uint64_t instance);
   size_t num_peers() const;
   size_t num_accepted() const;
 
@@ -213,6 +217,7 @@ class RdmaTransport {
   std::map<std::string, std::unique_ptr<Peer>> peers_ ABSL_GUARDED_BY(mu_);
   // Responder-side QPs, by (peer segment, peer NIC, local NIC).
   std::map<std::string, Accepted> accepted_ ABSL_GUARDED_BY(mu_);
+  uint64_t instance_ ABSL_GUARDED_BY(mu_);  // in our handshakes; options_.instance until a Fence
   std::vector<Slice> slots_ ABSL_GUARDED_BY(mu_);  // wr_id indexes this
   std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(mu_);
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
