@@ -215,7 +215,9 @@ absl::Status MasterService::MountLocked(const ClientId& client, const SegmentDes
               absl::StrCat("segment ", segment.name, " base 0x", absl::Hex(segment.base),
                            " is mounted with size ", s.desc.size));
         }
-        if (s.desc.instance == segment.instance || segment.instance == 0) return absl::OkStatus();
+        // One process's instances only grow (TransferEngine::FenceInbound): an equal or lower one
+        // is a repeated or late mount, and changes nothing.
+        if (segment.instance == 0 || segment.instance <= s.desc.instance) return absl::OkStatus();
         // The owner fenced its inbound writes (docs/architecture.md, "Invariants"): replicas
         // naming the old instance cannot be served any more, so they go with the old record.
         renewed = existing->second;

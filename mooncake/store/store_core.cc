@@ -133,8 +133,10 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
           done(hb.status());
           return;
         }
-        if (!hb->need_remount || options_.segment.size == 0) {
-          fenced_for_remount_.store(false);  // the master holds the segment as last mounted
+        // After a fence the remount is repeated until one is confirmed, even if the master knows
+        // this client again: it may hold the segment under the instance from before the fence
+        // (a mount that arrived late), and only the remount replaces it.
+        if ((!hb->need_remount && !fenced_for_remount_.load()) || options_.segment.size == 0) {
           done(absl::OkStatus());
           return;
         }

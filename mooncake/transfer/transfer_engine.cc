@@ -530,12 +530,9 @@ void TransferEngine::SetTcpFaultHookForTesting(std::function<void(const FrameHea
 }
 
 uint64_t TransferEngine::FenceInbound() {
-  // The next instance follows from the last (deterministic under the simulator's seams); 0 is
-  // reserved for "unknown".
-  uint64_t next = instance_.load() + 0x9e3779b97f4a7c15ull;
-  next = (next ^ (next >> 30)) * 0xbf58476d1ce4e5b9ull;
-  next = (next ^ (next >> 27)) * 0x94d049bb133111ebull;
-  next ^= next >> 31;
+  // The next instance is the last plus one: a process's instances only grow, so the master can
+  // tell a late, repeated mount of an earlier one from the newer (0 means "unknown").
+  uint64_t next = instance_.load() + 1;
   if (next == 0) next = 1;
   instance_.store(next);
   if (rdma_ != nullptr) rdma_->Fence(next);

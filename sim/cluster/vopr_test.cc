@@ -102,11 +102,15 @@ TEST_F(VoprTest, PlantedEvictionOfLeasedObjectsIsCaught) {
 //            remounted, and landed on an object the new master had placed in the same space
 //            (fixed: a remount's fence destroys the endpoints peers connected and gives the
 //            segment a new instance, so the retried slice is refused).
+//   270:     (default options) that fix's first form left the master holding a segment under the
+//            instance from before the fence: the mount had arrived late, the remount was lost,
+//            and the next heartbeat found the client known (fixed: after a fence the remount is
+//            repeated until confirmed; the master keeps the newest instance of a segment).
 TEST_F(VoprTest, RegressionSeeds) {
-  for (uint64_t seed : {15, 45, 102, 121, 1663, 806}) {
+  for (uint64_t seed : {15, 45, 102, 121, 1663, 806, 270}) {
     VoprOptions o;
     o.seed = seed;
-    o.reuse_addresses = seed != 1663 && seed != 806;
+    o.reuse_addresses = seed != 1663 && seed != 806 && seed != 270;
     const VoprResult r = RunVopr(o);
     EXPECT_TRUE(r.ok) << r.violation << "\n  replay: " << ReplayCommand(o);
   }
