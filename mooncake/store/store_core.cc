@@ -143,10 +143,9 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
         mounted_ = false;
         // The master will hand the whole segment out again: no write that reached it before
         // (say, before a stall longer than client_ttl) may land in it afterwards. The fence gives
-        // the segment a new instance, so writes described for the old one are refused
+        // the segment a new instance, so writes described for the old one are refused; it runs
+        // once per episode, as a remount whose answer was lost may have reached the master
         // (docs/architecture.md, "Invariants").
-        // Once per episode: a remount whose answer was lost may have reached the master, and
-        // a second fence would leave the master holding the instance of the first.
         if (!fenced_for_remount_.exchange(true)) {
           if (const uint64_t renewed = options_.data->FenceInbound(); renewed != 0) {
             segment_instance_.store(renewed);

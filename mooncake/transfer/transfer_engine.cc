@@ -60,12 +60,6 @@ absl::Status TransferEngineOptions::ApplyEnv() {
     }
     transfer_timeout = absl::Seconds(seconds);
   }
-  if (const char* v = env("MC_COPY_THREADS")) {
-    if (!absl::SimpleAtoi(v, &copy_threads) || copy_threads < 1 || copy_threads > 64) {
-      return MakeError(ErrorCode::INVALID_PARAMS,
-                       absl::StrCat("MC_COPY_THREADS=\"", v, "\": expected 1..64"));
-    }
-  }
   auto small_int = [&](const char* name, int lo, int hi, int* out) -> absl::Status {
     const char* v = env(name);
     if (v == nullptr) return absl::OkStatus();
@@ -75,6 +69,7 @@ absl::Status TransferEngineOptions::ApplyEnv() {
     }
     return absl::OkStatus();
   };
+  if (absl::Status s = small_int("MC_COPY_THREADS", 1, 64, &copy_threads); !s.ok()) return s;
   if (absl::Status s = small_int("MC_GID_INDEX", 0, 255, &rdma.gid_index); !s.ok()) return s;
   int port = rdma.port;
   if (absl::Status s = small_int("MC_IB_PORT", 1, 255, &port); !s.ok()) return s;
