@@ -11,7 +11,8 @@ the client a pure client), "tcp" (the same two processes, forced onto TCP: MC_DI
 Mooncake's client always uses TCP here). Each wheel runs in its own venv, because both are
 `import mooncake`.
 
-Usage: tools/store_bench [--quick] [--sizes 256kb,4mb] [--seconds 1.5]
+Usage: tools/store_bench [--quick] [--sizes 256kb,4mb] [--seconds 1.5] [--before OLD.whl]
+(--before: another wheel of ours, e.g. built at an older commit, measured in the same run)
 Prints progress on stderr and a markdown table on stdout.
 """
 
@@ -172,7 +173,7 @@ def run_setup(venv, wheel, setup, args):
     work = tempfile.mkdtemp(prefix=f"store_bench_{wheel}_")
     procs = []
     env = dict(os.environ, MC_LOG_LEVEL="warning", GLOG_minloglevel="2")
-    if setup == "tcp" and wheel == "ours":
+    if setup == "tcp" and wheel in ("ours", "before"):
         env["MC_DISABLE_SHM"] = "1"
     try:
         with open(os.path.join(work, "master.log"), "w") as out:
@@ -239,23 +240,31 @@ def ensure_venvs(args, repo):
     log("store_bench: building our wheel...")
     subprocess.run(["bazel", "build", "//sglang_backend:wheel"], cwd=repo, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wheels = [f for f in os.listdir(os.path.join(repo, "bazel-bin", "sglang_backend"))
-              if f.endswith(".whl")]
-    if not wheels:
-        raise SystemExit("no wheel built")
+    wheel = os.path.join(repo, "bazel-bin", "sglang_backend",
+                         "mooncake_cpp-0.1.0-cp311-cp311-manylinux_2_35_x86_64.whl")
+    if not os.path.exists(wheel):
+        raise SystemExit(f"no wheel at {wheel}")
     for venv in (ours, base):
         if not os.path.exists(os.path.join(venv, "bin", "python")):
             # Debian's python3: its numpy is visible through --system-site-packages.
             subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv],
                            check=True)
     subprocess.run([os.path.join(ours, "bin", "pip"), "install", "-q", "--force-reinstall",
-                    "--no-deps", os.path.join(repo, "bazel-bin", "sglang_backend", wheels[0])],
-                   check=True)
+                    "--no-deps", wheel], check=True)
     if not os.path.exists(os.path.join(base, "bin", "mooncake_master")):
         log("store_bench: installing mooncake-transfer-engine-non-cuda from PyPI (baseline)...")
         subprocess.run([os.path.join(base, "bin", "pip"), "install", "-q",
                         "mooncake-transfer-engine-non-cuda"], check=True)
-    return ours, base
+    before = None
+    if args.before:
+        # Another build of ours (e.g. from an older commit), measured in the same run.
+        before = "/tmp/mooncake-bench-before"
+        if not os.path.exists(os.path.join(before, "bin", "python")):
+            subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", before],
+                           check=True)
+        subprocess.run([os.path.join(before, "bin", "pip"), "install", "-q", "--force-reinstall",
+                        "--no-deps", args.before], check=True)
+    return ours, base, before
 
 
 def main():
@@ -268,6 +277,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--quick", action="store_true", help="shorter runs (0.3 s per number)")
     parser.add_argument("--setups", default="same,other,tcp")
+    parser.add_argument("--before", help="another wheel of ours to compare with, in the same run")
     args = parser.parse_args()
     if args.role == "storage":
         return role_storage(args)
@@ -276,14 +286,15 @@ def main():
     if args.quick:
         args.seconds = 0.3
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ours, base = ensure_venvs(args, repo)
+    ours, base, before = ensure_venvs(args, repo)
+    systems = [("ours", ours)] + ([("before", before)] if before else []) + [("mooncake", base)]
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     results = {}
     setups = args.setups.split(",")
-    total = 2 * len(setups) + 1
+    total = len(systems) * len(setups) + 1
     step = 0
     for setup in setups:
-        for wheel, venv in (("ours", ours), ("mooncake", base)):
+        for wheel, venv in systems:
             step += 1
             log(f"store_bench: [{step}/{total}] {wheel:8s} storage {setup} ...")
             results[(wheel, setup)] = run_setup(venv, wheel, setup, args)
@@ -307,6 +318,21 @@ def main():
         for key, name in (("exist_us", "batch_is_exist 256 keys, us"),
                           ("put4k_us", "put_from 4 KiB, us"), ("get4k_us", "get_into 4 KiB, us")):
             print(f"| {setup} | {name} | {o[key]:.0f} | {m[key]:.0f} | | {o[key] / m[key]:.2f}x | |")
+    if before:
+        print()
+        print("| setup | metric | ours | before | ours / before |")
+        print("|---|---|---|---|---|")
+        for setup in setups:
+            o, b = results[("ours", setup)], results[("before", setup)]
+            for size in sizes:
+                for op in ("put", "get"):
+                    key = f"{op}_{size}"
+                    print(f"| {setup} | batch_{op} {fmt_size(size)} GB/s | {o[key]:.2f} | "
+                          f"{b[key]:.2f} | {o[key] / b[key]:.2f}x |")
+            for key, name in (("exist_us", "batch_is_exist 256 keys, us"),
+                              ("put4k_us", "put_from 4 KiB, us"),
+                              ("get4k_us", "get_into 4 KiB, us")):
+                print(f"| {setup} | {name} | {o[key]:.0f} | {b[key]:.0f} | {o[key] / b[key]:.2f}x |")
     return 0
 
 

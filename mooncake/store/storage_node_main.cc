@@ -11,6 +11,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/store/store_client.h"
 
@@ -20,6 +23,9 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "host (or host:port) this node serves 
 ABSL_FLAG(std::string, segment_size, "1gb", "memory contributed to the pool");
 ABSL_FLAG(std::string, protocol, "tcp", "tcp or rdma");
 ABSL_FLAG(std::string, device, "", "RDMA devices, e.g. erdma_0,erdma_1");
+ABSL_FLAG(int, connect_timeout, 30,
+          "seconds to keep retrying while the master cannot be reached at start (start order of "
+          "master and nodes does not matter); 0 tries once");
 
 namespace {
 volatile sig_atomic_t g_stop = 0;
@@ -35,23 +41,34 @@ int main(int argc, char** argv) {
             size.ok() ? "must be positive" : std::string(size.status().message()).c_str());
     return 2;
   }
-  mooncake::StoreOptions o;
-  o.config.master_server_address = absl::GetFlag(FLAGS_master);
-  o.config.metadata_server = absl::GetFlag(FLAGS_metadata);
-  o.config.local_hostname = absl::GetFlag(FLAGS_host);
-  o.config.global_segment_size = *size;
-  o.config.protocol = absl::GetFlag(FLAGS_protocol);
-  o.config.device_name = absl::GetFlag(FLAGS_device);
-  if (auto devices = mooncake::DevicesForRank(o.config.device_name, 0); devices.ok()) {
-    o.engine_options.rdma_devices = *devices;
+  // StoreOptions is move-only (it may carry injected seams): one fresh set per attempt.
+  auto options = [&] {
+    mooncake::StoreOptions o;
+    o.config.master_server_address = absl::GetFlag(FLAGS_master);
+    o.config.metadata_server = absl::GetFlag(FLAGS_metadata);
+    o.config.local_hostname = absl::GetFlag(FLAGS_host);
+    o.config.global_segment_size = *size;
+    o.config.protocol = absl::GetFlag(FLAGS_protocol);
+    o.config.device_name = absl::GetFlag(FLAGS_device);
+    if (auto devices = mooncake::DevicesForRank(o.config.device_name, 0); devices.ok()) {
+      o.engine_options.rdma_devices = *devices;
+    }
+    return o;
+  };
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  // Only an unreachable master is retried; any other error (bad flags, no RDMA) fails at once.
+  const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_connect_timeout));
+  auto store = mooncake::StoreClient::Create(options());
+  while (!store.ok() && absl::IsUnavailable(store.status()) && absl::Now() < deadline && !g_stop) {
+    fprintf(stderr, "mooncake_storage_node: %s; retrying\n", store.status().ToString().c_str());
+    absl::SleepFor(absl::Milliseconds(500));
+    store = mooncake::StoreClient::Create(options());
   }
-  auto store = mooncake::StoreClient::Create(std::move(o));
   if (!store.ok()) {
     fprintf(stderr, "mooncake_storage_node: %s\n", store.status().ToString().c_str());
     return 1;
   }
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
   printf("READY %s %s\n", (*store)->hostname().c_str(), mooncake::FormatByteSize(*size).c_str());
   fflush(stdout);
   while (!g_stop) usleep(100 * 1000);

@@ -2,6 +2,7 @@
 
     mooncake_master [--port 50051] [--metrics_port 9003] [--client_ttl 10] ...
     mooncake_http_metadata_server [--host 0.0.0.0] [--port 8080]
+    mooncake_storage_node --master=HOST:PORT [--segment_size=4gb] ...
 """
 
 import sys
@@ -17,3 +18,8 @@ def master_main():
 def http_metadata_server_main():
     """`mooncake_http_metadata_server`: the HTTP metadata server (GET/PUT/DELETE /metadata)."""
     exec_binary("http_metadata_server", sys.argv[1:])
+
+
+def storage_node_main():
+    """`mooncake_storage_node`: a process that only contributes memory to the store."""
+    exec_binary("mooncake_storage_node", sys.argv[1:])

@@ -1,13 +1,22 @@
 // IbVerbs: the production Verbs, forwarding 1:1 to libibverbs (hardware NICs or soft-RoCE rxe).
+// libibverbs is loaded at run time (IbVerbsLibrary); without it every call fails with the loader's
+// FAILED_PRECONDITION error, which says that rdma-core is missing.
 #ifndef MOONCAKE_TRANSFER_RDMA_IB_VERBS_H_
 #define MOONCAKE_TRANSFER_RDMA_IB_VERBS_H_
 
+#include <string>
+
+#include "mooncake/transfer/rdma/ibverbs_library.h"
 #include "mooncake/transfer/rdma/verbs.h"
 
 namespace mooncake {
 
 class IbVerbs final : public Verbs {
  public:
+  // `soname`: the library to load (tests name a missing one to see the error users get).
+  explicit IbVerbs(const std::string& soname = kIbVerbsSoname)
+      : lib_(IbVerbsLibrary::Load(soname)) {}
+
   absl::StatusOr<std::vector<std::string>> ListDevices() override;
   absl::StatusOr<ibv_context*> OpenDevice(const std::string& name) override;
   absl::Status CloseDevice(ibv_context* context) override;
@@ -26,6 +35,9 @@ class IbVerbs final : public Verbs {
   absl::StatusOr<ibv_qp_state> QueryQpState(ibv_qp* qp) override;
   int PostSend(ibv_qp* qp, ibv_send_wr* wr, ibv_send_wr** bad_wr) override;
   int PollCq(ibv_cq* cq, int num_entries, ibv_wc* wc) override;
+
+ private:
+  const absl::StatusOr<const IbVerbsLibrary*> lib_;
 };
 
 }  // namespace mooncake
