@@ -15,7 +15,8 @@ namespace {
 constexpr char kVersion[] = "IBVERBS_1.1";
 constexpr char kInstallHint[] =
     "RDMA needs rdma-core on this host (Debian/Ubuntu: apt-get install rdma-core libibverbs1; "
-    "RHEL/Fedora: dnf install rdma-core libibverbs); protocol=tcp and shared memory work without it";
+    "RHEL/Fedora: dnf install rdma-core libibverbs); protocol=tcp and shared memory work without "
+    "it";
 
 // Binds `slot` to the IBVERBS_1.1 version of `name`; false if the library lacks it.
 template <typename Fn>
@@ -30,15 +31,15 @@ absl::StatusOr<std::unique_ptr<IbVerbsLibrary>> Open(const std::string& soname) 
   void* handle = dlopen(soname.c_str(), RTLD_NOW | RTLD_GLOBAL);
   if (handle == nullptr) {
     const char* why = dlerror();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot load ", soname, " (", why != nullptr ? why : "unknown reason", "): ",
-        kInstallHint));
+    return absl::FailedPreconditionError(absl::StrCat("cannot load ", soname, " (",
+                                                      why != nullptr ? why : "unknown reason",
+                                                      "): ", kInstallHint));
   }
   auto lib = std::make_unique<IbVerbsLibrary>();
   const char* missing = nullptr;
-#define MC_BIND_IBV(field)                                              \
+#define MC_BIND_IBV(field)                                               \
   if (missing == nullptr && !Bind(handle, "ibv_" #field, &lib->field)) { \
-    missing = "ibv_" #field;                                            \
+    missing = "ibv_" #field;                                             \
   }
   MC_BIND_IBV(get_device_list)
   MC_BIND_IBV(free_device_list)

@@ -21,7 +21,8 @@ inline constexpr char kIbVerbsSoname[] = "libibverbs.so.1";
 
 struct IbVerbsLibrary {
   // Invariant: every pointer is non-null once Load() returned this table. Each is bound to the
-  // IBVERBS_1.1 version of its symbol, the ABI <infiniband/verbs.h> declares (1.0 is the legacy one).
+  // IBVERBS_1.1 version of its symbol, the ABI <infiniband/verbs.h> declares (1.0 is the legacy
+  // one).
   ibv_device** (*get_device_list)(int* num_devices);
   void (*free_device_list)(ibv_device** list);
   const char* (*get_device_name)(ibv_device* device);
@@ -36,8 +37,8 @@ struct IbVerbsLibrary {
   int (*dealloc_pd)(ibv_pd* pd);
   ibv_mr* (*reg_mr)(ibv_pd* pd, void* addr, size_t length, int access);
   int (*dereg_mr)(ibv_mr* mr);
-  ibv_cq* (*create_cq)(ibv_context* context, int cqe, void* cq_context,
-                       ibv_comp_channel* channel, int comp_vector);
+  ibv_cq* (*create_cq)(ibv_context* context, int cqe, void* cq_context, ibv_comp_channel* channel,
+                       int comp_vector);
   int (*destroy_cq)(ibv_cq* cq);
   ibv_qp* (*create_qp)(ibv_pd* pd, ibv_qp_init_attr* attr);
   int (*destroy_qp)(ibv_qp* qp);

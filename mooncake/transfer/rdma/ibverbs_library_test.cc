@@ -63,8 +63,10 @@ TEST(IbVerbsLibraryTest, HostLibraryBindsEverySymbolOnce) {
   // Bound to the 1.1 ABI, not the legacy 1.0 one an unversioned reference binds to.
   void* handle = dlopen(kIbVerbsSoname, RTLD_NOW | RTLD_NOLOAD);
   ASSERT_NE(handle, nullptr);
-  EXPECT_EQ(reinterpret_cast<void*>(ibv.open_device), dlvsym(handle, "ibv_open_device", "IBVERBS_1.1"));
-  EXPECT_NE(reinterpret_cast<void*>(ibv.open_device), dlvsym(handle, "ibv_open_device", "IBVERBS_1.0"));
+  EXPECT_EQ(reinterpret_cast<void*>(ibv.open_device),
+            dlvsym(handle, "ibv_open_device", "IBVERBS_1.1"));
+  EXPECT_NE(reinterpret_cast<void*>(ibv.open_device),
+            dlvsym(handle, "ibv_open_device", "IBVERBS_1.0"));
   dlclose(handle);
   // With the library present, listing devices reaches the kernel (this host may have none).
   IbVerbs verbs;
