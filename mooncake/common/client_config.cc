@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -80,7 +81,24 @@ absl::Status ClientConfig::Validate() const {
     return FieldError("master_server_address (MOONCAKE_MASTER)", "",
                       "required: the host:port of mooncake_master, e.g. 127.0.0.1:50051");
   }
-  if (!IsHostPort(master_server_address)) {
+  if (absl::StartsWith(master_server_address, "etcd://")) {
+    // High availability (docs/ha.md): the leader is found in etcd.
+    const std::string endpoints = master_server_address.substr(7);
+    bool any = false;
+    for (absl::string_view e : absl::StrSplit(endpoints, absl::ByAnyChar(";,"))) {
+      e = absl::StripAsciiWhitespace(e);
+      if (e.empty()) continue;
+      if (!IsHostPort(std::string(e))) {
+        return FieldError("master_server_address (MOONCAKE_MASTER)", master_server_address,
+                          absl::StrCat("etcd endpoint '", e, "' is not host:port"));
+      }
+      any = true;
+    }
+    if (!any) {
+      return FieldError("master_server_address (MOONCAKE_MASTER)", master_server_address,
+                        "expected etcd://host:port[;host:port...]");
+    }
+  } else if (!IsHostPort(master_server_address)) {
     return FieldError("master_server_address (MOONCAKE_MASTER)", master_server_address,
                       "expected host:port with a port from 1 to 65535");
   }

@@ -41,6 +41,9 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::RPC_FAIL, "RPC_FAIL", absl::StatusCode::kUnavailable},
     {ErrorCode::RPC_TIMEOUT, "RPC_TIMEOUT", absl::StatusCode::kDeadlineExceeded},
     {ErrorCode::ETCD_OPERATION_ERROR, "ETCD_OPERATION_ERROR", absl::StatusCode::kUnavailable},
+    {ErrorCode::ETCD_TRANSACTION_FAIL, "ETCD_TRANSACTION_FAIL", absl::StatusCode::kAborted},
+    {ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "UNAVAILABLE_IN_CURRENT_STATUS",
+     absl::StatusCode::kUnavailable},
     {ErrorCode::NOT_SUPPORTED, "NOT_SUPPORTED", absl::StatusCode::kUnimplemented},
 };
 

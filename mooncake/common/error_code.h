@@ -45,6 +45,9 @@ enum class ErrorCode : int32_t {
   RPC_FAIL = -900,
   RPC_TIMEOUT = -901,
   ETCD_OPERATION_ERROR = -1000,
+  ETCD_TRANSACTION_FAIL = -1002,
+  // A standby master (high availability): only the leader serves.
+  UNAVAILABLE_IN_CURRENT_STATUS = -1010,
   NOT_SUPPORTED = -1012,
 };
 

@@ -156,11 +156,28 @@ void WriteCodes(const std::vector<ErrorCode>& codes, Writer& w) {
   for (ErrorCode c : codes) w.I32(static_cast<int32_t>(c));
 }
 
-// Handle decodes one request and runs it; nullopt-like empty string with ok=false on bad input.
-bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::string* reply) {
+// The reply of a call the gate refused or could not settle.
+std::string GateReply(const absl::Status& status) {
+  return Reply(absl::StatusOr<int>(status), [](int, Writer&) {});
+}
+
+// Handle decodes one request and runs it; false on bad input. With a gate (master_gate.h) a
+// refused call is answered with the gate's error, and a change only once it settled.
+bool Handle(MasterService* service, MasterGate* gate, uint8_t op, absl::string_view payload,
+            std::string* reply) {
   Reader r(payload);
   std::vector<absl::string_view> keys = ReadKeys(r);
   if (!r.ok()) return false;
+  if (gate != nullptr) {
+    if (absl::Status admitted = gate->Admit(); !admitted.ok()) {
+      *reply = GateReply(admitted);
+      return true;
+    }
+  }
+  auto settle = [&] {
+    if (gate == nullptr) return;
+    if (absl::Status settled = gate->Settle(); !settled.ok()) *reply = GateReply(settled);
+  };
   switch (static_cast<FastRpcOp>(op)) {
     case FastRpcOp::kExist:
       *reply = Reply(service->BatchExistKey(keys), WriteCodes);
@@ -174,6 +191,7 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
       *reply = static_cast<FastRpcOp>(op) == FastRpcOp::kPutEnd
                    ? Reply(service->BatchPutEnd(keys, put_ids), WriteCodes)
                    : Reply(service->BatchPutRevoke(keys, put_ids, quarantine), WriteCodes);
+      settle();
       return true;
     }
     case FastRpcOp::kGetReplicaList:
@@ -198,6 +216,7 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
       for (uint64_t& id : put_ids) id = r.U64();
       if (!r.ok()) return false;
       *reply = Reply(service->BatchPutStart(keys, sizes, config, put_ids), WriteObjects);
+      settle();
       return true;
     }
   }
@@ -206,8 +225,9 @@ bool Handle(MasterService* service, uint8_t op, absl::string_view payload, std::
 
 }  // namespace
 
-FastRpcServer::FastRpcServer(MasterService* service, FastRpcServerOptions options)
+FastRpcServer::FastRpcServer(MasterService* service, FastRpcServerOptions options, MasterGate* gate)
     : service_(service),
+      gate_(gate),
       budget_(options.request_budget_bytes),
       server_("fast rpc", options.max_connections, [this](int fd) { Serve(fd); }) {}
 
@@ -231,7 +251,7 @@ void FastRpcServer::Serve(int fd) {
                     [](int, Writer&) {});
     } else if (!read.ok()) {
       break;
-    } else if (!Handle(service_, h.op, payload, &reply)) {
+    } else if (!Handle(service_, gate_, h.op, payload, &reply)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed request";
       break;
     }

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "mooncake/master/master_gate.h"
 #include "mooncake/master/master_service.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/net/connection_server.h"
@@ -48,8 +49,10 @@ struct FastRpcServerOptions {
 // FastRpcServer serves the protocol for a MasterService, one thread per connection.
 class FastRpcServer {
  public:
+  // `gate` (master_gate.h), if set, admits and settles every call.
   explicit FastRpcServer(MasterService* service,
-                         FastRpcServerOptions options = FastRpcServerOptions());
+                         FastRpcServerOptions options = FastRpcServerOptions(),
+                         MasterGate* gate = nullptr);
   // Start binds host:port (0 = ephemeral).
   absl::Status Start(const std::string& host, int port) { return server_.Start(host, port); }
   int port() const { return server_.port(); }
@@ -60,6 +63,7 @@ class FastRpcServer {
   void Serve(int fd);
 
   MasterService* const service_;
+  MasterGate* const gate_;
   MemoryBudget budget_;
   ConnectionServer server_;
 };

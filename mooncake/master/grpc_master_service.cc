@@ -39,6 +39,7 @@ grpc::Status Codes(const absl::StatusOr<std::vector<ErrorCode>>& result,
 grpc::Status GrpcMasterService::BatchExistKey(grpc::ServerContext*,
                                               const proto::BatchExistKeyRequest* req,
                                               proto::BatchExistKeyResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   auto result = service_->BatchExistKey(Views(req->keys()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->mutable_key_error_codes()->Reserve(static_cast<int>(result->size()));
@@ -49,6 +50,7 @@ grpc::Status GrpcMasterService::BatchExistKey(grpc::ServerContext*,
 grpc::Status GrpcMasterService::BatchGetReplicaList(grpc::ServerContext*,
                                                     const proto::BatchGetReplicaListRequest* req,
                                                     proto::BatchGetReplicaListResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   auto result = service_->BatchGetReplicaList(Views(req->keys()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_lease_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->lease_ttl)));
@@ -60,11 +62,13 @@ grpc::Status GrpcMasterService::BatchGetReplicaList(grpc::ServerContext*,
 grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
                                               const proto::BatchPutStartRequest* req,
                                               proto::BatchPutStartResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   const ReplicateConfig config = FromProto(req->config());
   auto result = service_->BatchPutStart(
       Views(req->keys()), absl::MakeConstSpan(req->sizes().data(), req->sizes_size()), config,
       absl::MakeConstSpan(req->put_ids().data(), req->put_ids_size()));
   if (!result.ok()) return Reject(result.status(), resp);
+  if (absl::Status settled = Settle(); !settled.ok()) return Reject(settled, resp);
   resp->mutable_results()->Reserve(static_cast<int>(result->size()));
   for (const ObjectReplicas& o : *result) ToProto(o, resp->add_results());
   return grpc::Status::OK;
@@ -73,32 +77,36 @@ grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
 grpc::Status GrpcMasterService::BatchPutEnd(grpc::ServerContext*,
                                             const proto::BatchKeysRequest* req,
                                             proto::BatchKeysResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   return Codes(
-      service_->BatchPutEnd(Views(req->keys()),
-                            absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size())),
+      Settled(service_->BatchPutEnd(
+          Views(req->keys()), absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size()))),
       resp);
 }
 
 grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext*,
                                                const proto::BatchKeysRequest* req,
                                                proto::BatchKeysResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   return Codes(
-      service_->BatchPutRevoke(Views(req->keys()),
-                               absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size()),
-                               req->quarantine()),
+      Settled(service_->BatchPutRevoke(
+          Views(req->keys()), absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size()),
+          req->quarantine())),
       resp);
 }
 
 grpc::Status GrpcMasterService::BatchRemove(grpc::ServerContext*,
                                             const proto::BatchRemoveRequest* req,
                                             proto::BatchKeysResponse* resp) {
-  return Codes(service_->BatchRemove(Views(req->keys()), req->force()), resp);
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  return Codes(Settled(service_->BatchRemove(Views(req->keys()), req->force())), resp);
 }
 
 grpc::Status GrpcMasterService::RemoveByRegex(grpc::ServerContext*,
                                               const proto::RemoveByRegexRequest* req,
                                               proto::RemoveCountResponse* resp) {
-  auto result = service_->RemoveByRegex(req->regex(), req->force());
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  auto result = Settled(service_->RemoveByRegex(req->regex(), req->force()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_removed(*result);
   return grpc::Status::OK;
@@ -106,7 +114,8 @@ grpc::Status GrpcMasterService::RemoveByRegex(grpc::ServerContext*,
 
 grpc::Status GrpcMasterService::RemoveAll(grpc::ServerContext*, const proto::RemoveAllRequest* req,
                                           proto::RemoveCountResponse* resp) {
-  auto result = service_->RemoveAll(req->force());
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  auto result = Settled(service_->RemoveAll(req->force()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_removed(*result);
   return grpc::Status::OK;
@@ -115,28 +124,35 @@ grpc::Status GrpcMasterService::RemoveAll(grpc::ServerContext*, const proto::Rem
 grpc::Status GrpcMasterService::MountSegment(grpc::ServerContext*,
                                              const proto::MountSegmentRequest* req,
                                              proto::StatusResponse* resp) {
-  return Answer(service_->MountSegment(FromProto(req->client_id()), FromProto(req->segment())),
-                resp);
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Answer(admitted, resp);
+  return Answer(
+      SettledStatus(service_->MountSegment(FromProto(req->client_id()), FromProto(req->segment()))),
+      resp);
 }
 
 grpc::Status GrpcMasterService::RemountSegment(grpc::ServerContext*,
                                                const proto::RemountSegmentRequest* req,
                                                proto::StatusResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Answer(admitted, resp);
   std::vector<SegmentDesc> segments;
   segments.reserve(req->segments_size());
   for (const proto::Segment& s : req->segments()) segments.push_back(FromProto(s));
-  return Answer(service_->RemountSegment(FromProto(req->client_id()), segments), resp);
+  return Answer(SettledStatus(service_->RemountSegment(FromProto(req->client_id()), segments)),
+                resp);
 }
 
 grpc::Status GrpcMasterService::UnmountSegment(grpc::ServerContext*,
                                                const proto::UnmountSegmentRequest* req,
                                                proto::StatusResponse* resp) {
-  return Answer(service_->UnmountSegment(FromProto(req->client_id()), req->name(), req->base()),
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Answer(admitted, resp);
+  return Answer(SettledStatus(service_->UnmountSegment(FromProto(req->client_id()), req->name(),
+                                                       req->base())),
                 resp);
 }
 
 grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext*, const proto::HeartbeatRequest* req,
                                           proto::HeartbeatResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   auto result = service_->Heartbeat(FromProto(req->client_id()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_need_remount(result->need_remount);
@@ -148,6 +164,7 @@ grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext*, const proto::Hea
 grpc::Status GrpcMasterService::ListSegments(grpc::ServerContext*,
                                              const proto::ListSegmentsRequest*,
                                              proto::ListSegmentsResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
   for (const SegmentStatus& s : service_->ListSegments()) ToProto(s, resp->add_segments());
   return grpc::Status::OK;
 }

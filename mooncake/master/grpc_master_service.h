@@ -13,6 +13,7 @@
 #include <atomic>
 
 #include "grpcpp/grpcpp.h"
+#include "mooncake/master/master_gate.h"
 #include "mooncake/master/master_service.h"
 #include "mooncake/proto/master.grpc.pb.h"
 
@@ -20,8 +21,9 @@ namespace mooncake {
 
 class GrpcMasterService final : public proto::MasterService::Service {
  public:
-  // `service` must outlive the adapter.
-  explicit GrpcMasterService(MasterService* service) : service_(service) {}
+  // `service` (and `gate`, if set: see master_gate.h) must outlive the adapter.
+  explicit GrpcMasterService(MasterService* service, MasterGate* gate = nullptr)
+      : service_(service), gate_(gate) {}
 
   grpc::Status BatchExistKey(grpc::ServerContext* context, const proto::BatchExistKeyRequest* req,
                              proto::BatchExistKeyResponse* resp) override;
@@ -55,7 +57,21 @@ class GrpcMasterService final : public proto::MasterService::Service {
   void set_fast_rpc_port(int port) { fast_rpc_port_.store(port); }
 
  private:
+  absl::Status Admit() { return gate_ == nullptr ? absl::OkStatus() : gate_->Admit(); }
+  absl::Status Settle() { return gate_ == nullptr ? absl::OkStatus() : gate_->Settle(); }
+  // A result that may have changed durable state, or the error if it did not settle.
+  template <typename T>
+  absl::StatusOr<T> Settled(absl::StatusOr<T> result) {
+    if (absl::Status settled = Settle(); !settled.ok()) return settled;
+    return result;
+  }
+  absl::Status SettledStatus(absl::Status status) {
+    if (absl::Status settled = Settle(); !settled.ok()) return settled;
+    return status;
+  }
+
   MasterService* const service_;
+  MasterGate* const gate_;
   std::atomic<int> fast_rpc_port_{0};
 };
 

@@ -1,9 +1,13 @@
 #include "mooncake/master/master_flags.h"
 
+#include <unistd.h>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 
@@ -44,10 +48,25 @@ ABSL_FLAG(int32_t, http_metadata_server_port, 8080,
 ABSL_FLAG(std::string, http_metadata_server_host, "",
           "Address the embedded HTTP metadata server binds; empty means --bind_address.");
 ABSL_FLAG(bool, enable_ha, false,
-          "High availability (leader election and metadata on etcd). Not supported yet: the "
-          "master refuses to start with it.");
+          "High availability (docs/ha.md): run 2 or 3 masters with the same --cluster_id; one "
+          "is elected leader on an etcd lease and answers a change only once every in-sync "
+          "standby holds it. Clients use etcd://<endpoints> as the master address.");
 ABSL_FLAG(std::string, etcd_endpoints, "",
-          "etcd endpoints for --enable_ha, e.g. \"10.0.0.1:2379;10.0.0.2:2379\".");
+          "etcd endpoints for --enable_ha, e.g. \"10.0.0.1:2379;10.0.0.2:2379\" (';' or ',').");
+ABSL_FLAG(std::string, cluster_id, "mooncake_cluster",
+          "Names the HA group in etcd (keys under mooncake-store/<cluster_id>/); clients read "
+          "the leader from mooncake-store/<cluster_id>/master_view.");
+ABSL_FLAG(int64_t, ha_lease_ttl, 2,
+          "Seconds of the leader's etcd lease, 1..600: a dead leader is replaced within about "
+          "this long (etcd grants at least 2 with its default timings).");
+ABSL_FLAG(int32_t, ha_replication_port, 0,
+          "Port on which a standby receives the leader's journal: 1..65535, 0 picks a free one.");
+ABSL_FLAG(int64_t, ha_ack_timeout_ms, 1000,
+          "A standby that has not confirmed a change for this long leaves the in-sync set (and "
+          "can no longer take over). > 0.");
+ABSL_FLAG(std::string, advertise_host, "",
+          "Host other masters and clients use to reach this one; empty means --bind_address, or "
+          "this machine's hostname when that is a wildcard.");
 
 namespace mooncake {
 namespace {
@@ -64,12 +83,38 @@ absl::Status CheckPortFlag(const char* flag, int32_t port) {
 }  // namespace
 
 absl::StatusOr<MasterServerOptions> MasterServerOptionsFromFlags() {
-  if (absl::GetFlag(FLAGS_enable_ha)) {
-    return MakeError(ErrorCode::NOT_SUPPORTED,
-                     "--enable_ha: high availability is not supported yet; run one master "
-                     "without --enable_ha");
-  }
   MasterServerOptions o;
+  o.enable_ha = absl::GetFlag(FLAGS_enable_ha);
+  if (o.enable_ha) {
+    for (absl::string_view e :
+         absl::StrSplit(absl::GetFlag(FLAGS_etcd_endpoints), absl::ByAnyChar(";,"))) {
+      e = absl::StripAsciiWhitespace(e);
+      if (!e.empty()) o.ha.etcd_endpoints.emplace_back(e);
+    }
+    if (o.ha.etcd_endpoints.empty()) {
+      return Bad("etcd_endpoints", "", "--enable_ha needs at least one etcd endpoint");
+    }
+    o.ha.cluster_id = absl::GetFlag(FLAGS_cluster_id);
+    if (o.ha.cluster_id.empty() || absl::StrContains(o.ha.cluster_id, "/")) {
+      return Bad("cluster_id", o.ha.cluster_id, "must be non-empty, without '/'");
+    }
+    o.ha.lease_ttl_seconds = absl::GetFlag(FLAGS_ha_lease_ttl);
+    if (o.ha.lease_ttl_seconds < 1 || o.ha.lease_ttl_seconds > 600) {
+      return Bad("ha_lease_ttl", std::to_string(o.ha.lease_ttl_seconds), "must be in 1..600");
+    }
+    o.ha.replication_port = absl::GetFlag(FLAGS_ha_replication_port);
+    if (o.ha.replication_port < 0 || o.ha.replication_port > 65535) {
+      return Bad("ha_replication_port", std::to_string(o.ha.replication_port),
+                 "expected 0 or 1..65535");
+    }
+    const int64_t ack_ms = absl::GetFlag(FLAGS_ha_ack_timeout_ms);
+    if (ack_ms <= 0 || ack_ms > 600000) {
+      return Bad("ha_ack_timeout_ms", std::to_string(ack_ms), "must be in 1..600000");
+    }
+    o.ha.ack_timeout = absl::Milliseconds(ack_ms);
+  } else if (!absl::GetFlag(FLAGS_etcd_endpoints).empty()) {
+    MC_LOG(WARNING) << "--etcd_endpoints is used only with --enable_ha; ignoring it";
+  }
   o.port = absl::GetFlag(FLAGS_port);
   if (absl::Status s = CheckPortFlag("port", o.port); !s.ok()) return s;
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
@@ -132,8 +177,16 @@ absl::StatusOr<MasterServerOptions> MasterServerOptionsFromFlags() {
                            : "bind_address";
     return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("--", flag, ": ", s.message()));
   }
-  if (!absl::GetFlag(FLAGS_etcd_endpoints).empty()) {
-    MC_LOG(WARNING) << "--etcd_endpoints is used only with --enable_ha; ignoring it";
+  if (o.enable_ha) {
+    o.ha.bind_host = o.bind_address;
+    o.ha.advertise_host = absl::GetFlag(FLAGS_advertise_host);
+    if (o.ha.advertise_host.empty()) {
+      o.ha.advertise_host = o.bind_address;
+      if (o.bind_address == "0.0.0.0" || o.bind_address == "::") {
+        char name[256] = {};
+        o.ha.advertise_host = gethostname(name, sizeof(name) - 1) == 0 ? name : "127.0.0.1";
+      }
+    }
   }
   return o;
 }

@@ -32,6 +32,11 @@ ABSL_DECLARE_FLAG(int32_t, http_metadata_server_port);
 ABSL_DECLARE_FLAG(std::string, http_metadata_server_host);
 ABSL_DECLARE_FLAG(bool, enable_ha);
 ABSL_DECLARE_FLAG(std::string, etcd_endpoints);
+ABSL_DECLARE_FLAG(std::string, cluster_id);
+ABSL_DECLARE_FLAG(int64_t, ha_lease_ttl);
+ABSL_DECLARE_FLAG(int32_t, ha_replication_port);
+ABSL_DECLARE_FLAG(int64_t, ha_ack_timeout_ms);
+ABSL_DECLARE_FLAG(std::string, advertise_host);
 
 namespace mooncake {
 

@@ -76,13 +76,27 @@ TEST(MasterFlagsTest, OutOfRangeValuesNameTheFlag) {
             "--http_metadata_server_host");
 }
 
-TEST(MasterFlagsTest, HighAvailabilityIsRefusedClearly) {
+TEST(MasterFlagsTest, HighAvailabilityFlagsAreParsedAndCheckedByName) {
   absl::FlagSaver saver;
   absl::SetFlag(&FLAGS_enable_ha, true);
-  absl::SetFlag(&FLAGS_etcd_endpoints, "127.0.0.1:2379");
+  auto missing = MasterServerOptionsFromFlags();
+  EXPECT_EQ(ToErrorCode(missing.status()), ErrorCode::INVALID_PARAMS);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("--etcd_endpoints"));
+  absl::SetFlag(&FLAGS_etcd_endpoints, "127.0.0.1:2379; 127.0.0.1:2479,127.0.0.1:2579");
+  absl::SetFlag(&FLAGS_cluster_id, "prod-a");
+  absl::SetFlag(&FLAGS_bind_address, "127.0.0.1");
   auto o = MasterServerOptionsFromFlags();
-  EXPECT_EQ(ToErrorCode(o.status()), ErrorCode::NOT_SUPPORTED);
-  EXPECT_THAT(std::string(o.status().message()), HasSubstr("not supported yet"));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->enable_ha);
+  EXPECT_EQ(o->ha.etcd_endpoints,
+            (std::vector<std::string>{"127.0.0.1:2379", "127.0.0.1:2479", "127.0.0.1:2579"}));
+  EXPECT_EQ(o->ha.cluster_id, "prod-a");
+  EXPECT_EQ(o->ha.advertise_host, "127.0.0.1");
+  EXPECT_EQ(o->ha.lease_ttl_seconds, 2);
+  ExpectBad(&FLAGS_cluster_id, std::string("a/b"), "--cluster_id=a/b");
+  ExpectBad(&FLAGS_ha_lease_ttl, int64_t{0}, "--ha_lease_ttl=0");
+  ExpectBad(&FLAGS_ha_ack_timeout_ms, int64_t{0}, "--ha_ack_timeout_ms=0");
+  ExpectBad(&FLAGS_ha_replication_port, int32_t{70000}, "--ha_replication_port=70000");
 }
 
 }  // namespace

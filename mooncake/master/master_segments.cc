@@ -122,6 +122,7 @@ void MasterService::BeginUnmount(uint32_t id) {
   if (it == segments_.end() || it->second->unmounting) return;
   Segment& s = *it->second;
   s.unmounting = true;
+  if (options_.journal != nullptr) options_.journal->SegmentUnmounted(id);
   // A segment not yet unmounting is always allocatable and counted under its name.
   auto pos = std::find(allocatable_.begin(), allocatable_.end(), id);
   if (pos != allocatable_.end()) allocatable_.erase(pos);
@@ -247,6 +248,7 @@ absl::Status MasterService::MountLocked(const ClientId& client, const SegmentDes
   absl::MutexLock lock(&seg_mu_);
   const uint32_t id = next_segment_id_++;
   segments_.emplace(id, std::make_unique<Segment>(id, segment, client));
+  if (options_.journal != nullptr) options_.journal->SegmentMounted(id, client, segment);
   segment_ids_[std::make_pair(segment.name, segment.base)] = id;
   allocatable_.push_back(id);
   ++allocatable_names_[segment.name];
@@ -398,6 +400,17 @@ TickReport MasterService::Tick() {
     std::vector<uint32_t> dead;
     {
       absl::MutexLock lock(&seg_mu_);
+      const int64_t gap = last_tick_ns_ == 0 ? 0 : now - last_tick_ns_;
+      last_tick_ns_ = now;
+      if (options_.tick_stall_threshold > absl::ZeroDuration() &&
+          gap > absl::ToInt64Nanoseconds(options_.tick_stall_threshold)) {
+        // The master was not running: the silence of the gap was its own, not the clients'.
+        MC_LOG(WARNING) << "master stalled for " << absl::FormatDuration(absl::Nanoseconds(gap))
+                        << "; the gap does not count toward any client's ttl";
+        for (auto& [id, client] : clients_) {
+          client->last_heartbeat_ns = std::min(now, client->last_heartbeat_ns + gap);
+        }
+      }
       const int64_t ttl_ns = absl::ToInt64Nanoseconds(options_.client_ttl);
       for (auto it = clients_.begin(); it != clients_.end();) {
         if (now - it->second->last_heartbeat_ns <= ttl_ns) {

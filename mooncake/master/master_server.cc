@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/master/fast_rpc.h"
 #include "mooncake/master/grpc_master_service.h"
@@ -63,10 +64,57 @@ absl::Status ValidateMasterServerOptions(const MasterServerOptions& o) {
   return ValidateMasterServiceOptions(o.service);
 }
 
+// Gate (master_gate.h) of an HA master: only the leader serves, and it answers a change only
+// once every in-sync standby has it and its lease still holds.
+class MasterServer::Gate final : public MasterGate {
+ public:
+  explicit Gate(MasterServer* server) : server_(server) {}
+  absl::Status Admit() override {
+    ha::HaCoordinator* ha = server_->ha_ready_.load(std::memory_order_acquire);
+    if (ha != nullptr && ha->Serving()) return absl::OkStatus();
+    return NotLeader(ha);
+  }
+  absl::Status Settle() override {
+    ha::HaCoordinator* ha = server_->ha_ready_.load(std::memory_order_acquire);
+    absl::Status durable =
+        server_->log_->WaitDurable(server_->log_->tail(), absl::Now() + absl::Seconds(5));
+    if (!durable.ok()) return durable;
+    // Fencing: a leader whose lease may have lapsed meanwhile must not answer.
+    if (ha == nullptr || !ha->Serving()) return NotLeader(ha);
+    return absl::OkStatus();
+  }
+
+ private:
+  static absl::Status NotLeader(ha::HaCoordinator* ha) {
+    const std::string leader = ha == nullptr ? "" : ha->LeaderAddress();
+    return MakeError(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                     absl::StrCat("this master is a standby; ",
+                                  leader.empty() ? "no leader is known yet"
+                                                 : absl::StrCat("the leader is ", leader)));
+  }
+  MasterServer* const server_;
+};
+
+namespace {
+MasterServiceOptions ServiceOptions(const MasterServerOptions& options, Clock* clock,
+                                    MasterJournal* journal) {
+  MasterServiceOptions o = options.service;
+  o.journal = journal;
+  // A real master that was itself stopped (SIGSTOP, a frozen VM) does not expire its clients
+  // for that gap. Tests on a manual clock jump time on purpose and keep this off.
+  if (clock == RealClock::Get() && o.tick_stall_threshold == absl::ZeroDuration()) {
+    o.tick_stall_threshold = std::max(absl::Seconds(1), 10 * options.tick_interval);
+  }
+  return o;
+}
+}  // namespace
+
 MasterServer::MasterServer(const MasterServerOptions& options, Clock* clock)
     : options_(options),
-      service_(std::make_unique<MasterService>(options.service, clock)),
-      grpc_service_(std::make_unique<GrpcMasterService>(service_.get())) {}
+      log_(options.enable_ha ? std::make_unique<ha::ReplicationLog>(clock) : nullptr),
+      service_(std::make_unique<MasterService>(ServiceOptions(options, clock, log_.get()), clock)),
+      gate_(options.enable_ha ? std::make_unique<Gate>(this) : nullptr),
+      grpc_service_(std::make_unique<GrpcMasterService>(service_.get(), gate_.get())) {}
 
 absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
     const MasterServerOptions& options, Clock* clock) {
@@ -76,13 +124,15 @@ absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
   if (started.ok()) started = server->StartMetrics();
   if (started.ok()) started = server->StartMetadata();
   if (started.ok()) started = server->StartFastRpc();
+  if (started.ok()) started = server->StartHa();
   if (!started.ok()) {
     server->Stop();
     return started;
   }
   server->tick_thread_ = std::thread([s = server.get()] {
     while (!s->stop_ticking_.WaitForNotificationWithTimeout(s->options_.tick_interval)) {
-      s->service_->Tick();
+      // A standby's state is the leader's: it expires, discards and evicts nothing itself.
+      if (s->ha_ == nullptr || s->ha_->Serving()) s->service_->Tick();
     }
   });
   return server;
@@ -133,6 +183,33 @@ absl::Status MasterServer::StartMetrics() {
   http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("OK\n", "text/plain");
   });
+  // HA views (docs/ha.md). A master without --enable_ha is its own leader.
+  http.Get("/role", [this](const httplib::Request&, httplib::Response& res) {
+    ha::HaCoordinator* ha = ha_ready_.load();
+    res.set_content(options_.enable_ha ? (ha != nullptr ? ha->RoleName() : "standby") + "\n"
+                                       : std::string("leader\n"),
+                    "text/plain");
+  });
+  http.Get("/leader", [this](const httplib::Request&, httplib::Response& res) {
+    ha::HaCoordinator* ha = ha_ready_.load();
+    const std::string leader = !options_.enable_ha ? FormatHostPort(options_.bind_address, port_)
+                               : ha != nullptr     ? ha->LeaderAddress()
+                                                   : "";
+    if (leader.empty()) {
+      res.status = 503;
+      res.set_content("no leader is known\n", "text/plain");
+      return;
+    }
+    res.set_content(leader + "\n", "text/plain");
+  });
+  http.Get("/ha_status", [this](const httplib::Request&, httplib::Response& res) {
+    ha::HaCoordinator* ha = ha_ready_.load();
+    res.set_content(ha != nullptr ? ha->StatusJson()
+                                  : std::string(options_.enable_ha
+                                                    ? "{\"enable_ha\":true,\"role\":\"starting\"}"
+                                                    : "{\"enable_ha\":false,\"role\":\"leader\"}"),
+                    "application/json");
+  });
   if (options_.metrics_port == 0) {
     metrics_port_ = http.bind_to_any_port(options_.bind_address);
   } else if (http.bind_to_port(options_.bind_address, options_.metrics_port)) {
@@ -178,7 +255,8 @@ int MasterServer::metadata_port() const {
 
 absl::Status MasterServer::StartFastRpc() {
   if (options_.fast_rpc_port == -1) return absl::OkStatus();
-  fast_rpc_server_ = std::make_unique<FastRpcServer>(service_.get());
+  fast_rpc_server_ =
+      std::make_unique<FastRpcServer>(service_.get(), FastRpcServerOptions(), gate_.get());
   absl::Status s = fast_rpc_server_->Start(options_.bind_address, options_.fast_rpc_port);
   if (!s.ok()) {
     fast_rpc_server_.reset();
@@ -191,9 +269,24 @@ absl::Status MasterServer::StartFastRpc() {
 
 int MasterServer::fast_rpc_port() const { return fast_rpc_server_ ? fast_rpc_server_->port() : 0; }
 
+absl::Status MasterServer::StartHa() {
+  if (!options_.enable_ha) return absl::OkStatus();
+  ha::HaOptions o = options_.ha;
+  o.grpc_port = port_;
+  o.metrics_port = metrics_port_;
+  if (o.bind_host.empty()) o.bind_host = options_.bind_address;
+  auto ha = ha::HaCoordinator::Start(o, service_.get(), log_.get());
+  if (!ha.ok()) return ha.status();
+  ha_ = *std::move(ha);
+  ha_ready_.store(ha_.get(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
 void MasterServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  // Leadership goes first, so a standby can take over while the rest shuts down.
+  if (ha_ != nullptr) ha_->Stop();
   if (!stop_ticking_.HasBeenNotified()) stop_ticking_.Notify();
   if (tick_thread_.joinable()) tick_thread_.join();
   if (fast_rpc_server_ != nullptr) fast_rpc_server_->Stop();

@@ -13,6 +13,7 @@
 #ifndef MOONCAKE_MASTER_MASTER_SERVER_H_
 #define MOONCAKE_MASTER_MASTER_SERVER_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +23,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "mooncake/common/clock.h"
+#include "mooncake/master/ha/ha_coordinator.h"
+#include "mooncake/master/ha/replication.h"
 #include "mooncake/master/master_service.h"
 
 namespace grpc {
@@ -59,6 +62,10 @@ struct MasterServerOptions {
   // How often MasterService::Tick() runs (client TTL, abandoned puts, watermark eviction).
   absl::Duration tick_interval = absl::Milliseconds(100);
   MasterServiceOptions service;
+  // High availability (docs/ha.md): leader election on etcd and synchronous replication to the
+  // standbys. ha.grpc_port / ha.metrics_port are filled in from the bound ports.
+  bool enable_ha = false;
+  ha::HaOptions ha;
 };
 
 // ValidateMasterServerOptions names the first option out of range.
@@ -83,6 +90,8 @@ class MasterServer {
   int fast_rpc_port() const;
 
   MasterService* service() { return service_.get(); }
+  // The HA coordinator, or null without --enable_ha.
+  ha::HaCoordinator* ha() { return ha_.get(); }
 
   // Stop shuts every listener down and joins every thread. Idempotent.
   void Stop();
@@ -93,9 +102,16 @@ class MasterServer {
   absl::Status StartMetrics();
   absl::Status StartMetadata();
   absl::Status StartFastRpc();
+  absl::Status StartHa();
 
+  class Gate;
   const MasterServerOptions options_;
+  // Declared before the service: the service journals into it.
+  std::unique_ptr<ha::ReplicationLog> log_;
   std::unique_ptr<MasterService> service_;
+  std::unique_ptr<Gate> gate_;
+  std::unique_ptr<ha::HaCoordinator> ha_;
+  std::atomic<ha::HaCoordinator*> ha_ready_{nullptr};
   std::unique_ptr<GrpcMasterService> grpc_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;

@@ -83,7 +83,10 @@ void MasterService::FreeAndDelete(std::vector<ObjectRecord*>* records) {
   if (records->empty()) return;
   {
     absl::MutexLock lock(&seg_mu_);
-    for (ObjectRecord* r : *records) FreeRecordReplicas(*r);
+    for (ObjectRecord* r : *records) {
+      FreeRecordReplicas(*r);
+      if (options_.journal != nullptr) options_.journal->ObjectDropped(r->key(), r->put_id, 0);
+    }
   }
   for (ObjectRecord* r : *records) ObjectRecord::Delete(r);
   records->clear();
@@ -93,6 +96,10 @@ void MasterService::DiscardRecord(ObjectRecord* record, int64_t now) {
   const int64_t release_ns =
       record->last_use_ns + absl::ToInt64Nanoseconds(options_.put_start_release_timeout);
   absl::MutexLock lock(&seg_mu_);
+  if (options_.journal != nullptr) {
+    options_.journal->ObjectDropped(record->key(), record->put_id,
+                                    std::max<int64_t>(0, release_ns - now));
+  }
   const uint64_t aligned = SegmentAllocator::AlignedSize(record->size);
   for (int i = 0; i < record->num_replicas; ++i) {
     if (segments_.find(record->segment(i)) == segments_.end()) continue;
@@ -318,6 +325,9 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
           r->put_id = put_ids.empty() ? next_put_id_.fetch_add(1) : put_ids[i];
           shard.objects.insert(r);
           ++shard.num_processing;
+          if (options_.journal != nullptr) {
+            options_.journal->ObjectStarted(key, r->put_id, sizes[i], flags, allocated);
+          }
           o.error = ErrorCode::OK;
           o.size = sizes[i];
           o.put_id = r->put_id;
@@ -372,6 +382,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
       r->flags |= ObjectRecord::kComplete;
       r->last_use_ns = now;
       --shard.num_processing;
+      if (options_.journal != nullptr) options_.journal->ObjectCompleted(r->key(), r->put_id);
     }
     return ErrorCode::OK;
   });

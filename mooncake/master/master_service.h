@@ -54,6 +54,7 @@
 #include "mooncake/common/clock.h"
 #include "mooncake/common/rng.h"
 #include "mooncake/master/eviction_policy.h"
+#include "mooncake/master/master_journal.h"
 #include "mooncake/master/master_types.h"
 #include "mooncake/master/segment_allocator.h"
 
@@ -87,6 +88,13 @@ struct MasterServiceOptions {
   std::function<void(absl::string_view key, ObjectDropReason reason)> on_object_dropped;
   // Which objects eviction may take, in what order; null: LruEvictionPolicy (the contract above).
   std::shared_ptr<const EvictionPolicy> eviction_policy;
+  // Receives every durable change (master_journal.h); null: none. Not owned; must outlive the
+  // service. High availability ships it to the standby masters.
+  MasterJournal* journal = nullptr;
+  // A gap between two Ticks longer than this means the master itself was stalled (SIGSTOP, a
+  // frozen VM): clients could not be heard meanwhile, so their silence during the gap does not
+  // count toward client_ttl. Zero turns this off (tests that jump a manual clock).
+  absl::Duration tick_stall_threshold = absl::ZeroDuration();
 };
 
 // ValidateMasterServiceOptions names the first option out of range.
@@ -225,6 +233,18 @@ class MasterService {
   // abandoned puts and releases their space when due, and evicts at the high watermark.
   TickReport Tick();
 
+  // Snapshot copies the durable state (master_journal.h) at one instant. `at_cut`, if set, runs at
+  // that instant, while no change can happen: a journal consumer registered there sees exactly
+  // the changes after the snapshot.
+  MasterSnapshot Snapshot(const std::function<void()>& at_cut = nullptr) const;
+
+  // Restore replaces the whole state by `snapshot` (a standby taking over): segments get new ids,
+  // every owner counts as heard from now, every object is leased for default_kv_lease_ttl from
+  // now, reservations run for their remaining time. Nothing is journaled. A replica that does not
+  // fit its segment (a corrupt snapshot) is dropped, and an error names the first; the rest is
+  // restored.
+  absl::Status Restore(const MasterSnapshot& snapshot);
+
   // GetMetrics returns current gauges and counters.
   MasterMetrics GetMetrics() const;
 
@@ -249,10 +269,7 @@ class MasterService {
     uint64_t size;
     int64_t release_ns;
   };
-  struct AllocatedReplica {
-    uint32_t segment_id;
-    uint64_t address;
-  };
+  using AllocatedReplica = MasterSnapshot::Replica;
 
   Shard& ShardFor(absl::string_view key) const;
   // ForEachKey is the loop of the per-key calls: INVALID_KEY for a malformed key,
@@ -349,6 +366,7 @@ class MasterService {
   std::atomic<uint64_t> next_put_id_{0};
 
   int64_t last_discard_scan_ns_ ABSL_GUARDED_BY(admin_mu_) = 0;
+  int64_t last_tick_ns_ ABSL_GUARDED_BY(admin_mu_) = 0;
 
   std::unique_ptr<Counters> counters_;
 };

@@ -25,9 +25,9 @@ struct MasterService::ReplicaRef {
 // (56 bytes + key). The shard's hash set holds only the pointer. Replica 0 is inline; replicas
 // 1..num_replicas-1 live in `more`. Every replica is `size` bytes.
 struct MasterService::ObjectRecord {
-  static constexpr uint8_t kComplete = 1;
-  static constexpr uint8_t kSoftPin = 2;
-  static constexpr uint8_t kHardPin = 4;
+  static constexpr uint8_t kComplete = kObjectComplete;
+  static constexpr uint8_t kSoftPin = kObjectSoftPin;
+  static constexpr uint8_t kHardPin = kObjectHardPin;
 
   uint64_t size;
   // Which PutStart created it (ObjectReplicas::put_id).

@@ -678,6 +678,26 @@ TEST_F(MasterServiceTest, UnmountDropsReplicasAndObjectsLeftWithNone) {
   ExpectInvariants();
 }
 
+TEST_F(MasterServiceTest, AStallOfTheMasterItselfDoesNotExpireItsClients) {
+  // SIGSTOP of the master for longer than client_ttl: nobody could heartbeat meanwhile, so the
+  // clients are not expired when it resumes (Mooncake #3937); a client that stays silent after
+  // the stall still is.
+  MasterServiceOptions o;  // client_ttl 10 s
+  o.tick_stall_threshold = absl::Seconds(1);
+  Reset(o);
+  Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);
+  ASSERT_EQ(Put("kept", kMiB), ErrorCode::OK);
+  EXPECT_EQ(master_->Tick().expired_clients, 0u);
+  clock_.Advance(absl::Seconds(30));  // the master was stopped
+  EXPECT_EQ(master_->Tick().expired_clients, 0u);
+  EXPECT_THAT(*master_->BatchExistKey(Views({"kept"})), Each(ErrorCode::OK));
+  for (int i = 0; i < 12; ++i) {  // running again: A stays silent for 12 s
+    clock_.Advance(absl::Seconds(1));
+    master_->Tick();
+  }
+  EXPECT_EQ(master_->GetMetrics().expired_clients, 1u);
+}
+
 TEST_F(MasterServiceTest, SilentClientIsUnmountedAndToldToRemount) {
   Reset(MasterServiceOptions{});  // client_ttl 10 s
   Mount(kClientA, "host-a:1", kBaseA, 64 * kMiB);

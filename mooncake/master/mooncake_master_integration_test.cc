@@ -310,7 +310,7 @@ TEST(MooncakeMasterTest, BadFlagsExitWithClearErrors) {
       {"--client_ttl=0", "--client_ttl=0"},
       {"--default_kv_lease_ttl=0", "--default_kv_lease_ttl=0"},
       {"--bind_address=nowhere", "--bind_address"},
-      {"--enable_ha", "not supported yet"},
+      {"--enable_ha", "--etcd_endpoints"},
   };
   for (const Case& c : cases) {
     Process p({c.flag}, "badflag");
@@ -330,7 +330,7 @@ TEST(MooncakeMasterTest, HelpDocumentsTheFlags) {
        {"--port", "--bind_address", "--rpc_thread_num", "--default_kv_lease_ttl",
         "--eviction_high_watermark_ratio", "--eviction_ratio", "--client_ttl", "--metrics_port",
         "--enable_http_metadata_server", "--http_metadata_server_port",
-        "--http_metadata_server_host", "--enable_ha", "--etcd_endpoints"}) {
+        "--http_metadata_server_host", "--enable_ha", "--etcd_endpoints", "--cluster_id"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat(flag, " ("))) << flag;
   }
   EXPECT_THAT(text, HasSubstr("default: 50051"));

@@ -87,6 +87,34 @@ absl::Status SegmentAllocator::Free(uint64_t offset, uint64_t size) {
   return absl::OkStatus();
 }
 
+absl::Status SegmentAllocator::Reserve(uint64_t offset, uint64_t size) {
+  const uint64_t len = AlignedSize(size);
+  if (size == 0 || len == 0 || offset % kAlignment != 0 || offset > capacity_ ||
+      len > capacity_ - offset) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reserve of [", offset, ", +", size, ") outside segment of ", capacity_));
+  }
+  // The free extent holding `offset` must cover the whole block.
+  auto it = by_offset_.upper_bound(offset);
+  if (it == by_offset_.begin()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reserve of [", offset, ", +", size, ") overlaps an allocated block"));
+  }
+  --it;
+  const uint64_t extent_offset = it->first;
+  const uint64_t extent_size = it->second;
+  if (extent_offset + extent_size < offset + len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reserve of [", offset, ", +", size, ") overlaps an allocated block"));
+  }
+  EraseExtent(extent_offset, extent_size);
+  if (offset > extent_offset) InsertExtent(extent_offset, offset - extent_offset);
+  const uint64_t end = offset + len;
+  if (extent_offset + extent_size > end) InsertExtent(end, extent_offset + extent_size - end);
+  allocated_ += len;
+  return absl::OkStatus();
+}
+
 absl::Status SegmentAllocator::CheckInvariants() const {
   if (by_offset_.size() != by_size_.size()) {
     return absl::InternalError("free indexes differ in size");

@@ -51,6 +51,11 @@ class SegmentAllocator {
   // not wholly allocated is a caller bug: it returns an error and changes nothing.
   absl::Status Free(uint64_t offset, uint64_t size);
 
+  // Reserve marks the block at `offset` for `size` bytes allocated, as if Allocate had returned it
+  // (a master rebuilding its allocators from replicated state). The block must be aligned and
+  // wholly free; otherwise it returns an error and changes nothing.
+  absl::Status Reserve(uint64_t offset, uint64_t size);
+
   uint64_t capacity() const { return capacity_; }
   uint64_t allocated() const { return allocated_; }
   uint64_t free_bytes() const { return capacity_ - allocated_; }

@@ -183,5 +183,41 @@ TEST(SegmentAllocatorTest, RandomMixedSizesMatchModel) {
   EXPECT_TRUE(alloc.CheckInvariants().ok());
 }
 
+TEST(SegmentAllocatorTest, ReserveRebuildsTheSameLayoutAsAllocate) {
+  // A failover rebuilds an allocator from the replicas it was told about: reserving the blocks
+  // an allocator handed out gives an allocator in the same state.
+  SegmentAllocator original(1 << 20);
+  std::vector<std::pair<uint64_t, uint64_t>> blocks;
+  for (uint64_t size : {100, 4096, 64, 7000, 1}) {
+    auto offset = original.Allocate(size);
+    ASSERT_TRUE(offset.has_value());
+    blocks.emplace_back(*offset, size);
+  }
+  ASSERT_TRUE(original.Free(blocks[1].first, blocks[1].second).ok());
+  blocks.erase(blocks.begin() + 1);
+  SegmentAllocator rebuilt(1 << 20);
+  for (const auto& [offset, size] : blocks) ASSERT_TRUE(rebuilt.Reserve(offset, size).ok());
+  EXPECT_TRUE(rebuilt.CheckInvariants().ok());
+  EXPECT_EQ(rebuilt.allocated(), original.allocated());
+  EXPECT_EQ(rebuilt.num_free_extents(), original.num_free_extents());
+  EXPECT_EQ(rebuilt.Allocate(4096), original.Allocate(4096));  // the same hole is reused
+}
+
+TEST(SegmentAllocatorTest, ReserveRefusesOverlapsAndBadRangesWithoutChange) {
+  SegmentAllocator alloc(1 << 16);
+  ASSERT_TRUE(alloc.Reserve(128, 100).ok());
+  const uint64_t allocated = alloc.allocated();
+  EXPECT_FALSE(alloc.Reserve(128, 1).ok());              // the same block
+  EXPECT_FALSE(alloc.Reserve(64, 128).ok());             // runs into it
+  EXPECT_FALSE(alloc.Reserve(65, 8).ok());               // unaligned
+  EXPECT_FALSE(alloc.Reserve(1 << 16, 8).ok());          // outside
+  EXPECT_FALSE(alloc.Reserve((1 << 16) - 64, 65).ok());  // runs past the end
+  EXPECT_FALSE(alloc.Reserve(0, 0).ok());
+  EXPECT_EQ(alloc.allocated(), allocated);
+  EXPECT_TRUE(alloc.CheckInvariants().ok());
+  EXPECT_TRUE(alloc.Free(128, 100).ok());
+  EXPECT_EQ(alloc.num_free_extents(), 1u);
+}
+
 }  // namespace
 }  // namespace mooncake

@@ -48,6 +48,13 @@ class EtcdMetadataClient final : public MetadataClient {
   absl::Status Put(const std::string& key, const std::string& value) override;
   absl::Status Remove(const std::string& key) override;
 
+  // PostJson sends any gateway call ("/v3/lease/grant", "/v3/kv/txn", ...) with the same endpoint
+  // failover and returns the body of the 200 reply. `what` names the operation in errors.
+  absl::StatusOr<std::string> PostJson(const std::string& path, const std::string& request,
+                                       const std::string& what) {
+    return Call(path, request, what);
+  }
+
  private:
   struct Endpoint {
     HostPort address;

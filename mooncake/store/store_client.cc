@@ -3,12 +3,14 @@
 #include <cstdlib>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/master/etcd_master_client.h"
 #include "mooncake/master/grpc_master_client.h"
 
 namespace mooncake {
@@ -48,7 +50,14 @@ absl::Status StoreClient::Setup() {
   const ClientConfig& config = options_.config;
   std::mt19937_64 random(std::random_device{}());
   client_id_ = {random() | 1, random()};
-  if (options_.master == nullptr) {
+  if (options_.master == nullptr && absl::StartsWith(config.master_server_address, "etcd://")) {
+    EtcdMasterClientOptions m;  // HA masters (docs/ha.md)
+    m.address = config.master_server_address;
+    m.rpc_timeout = std::min(options_.rpc_timeout, absl::Seconds(2));
+    auto master = EtcdMasterClient::Create(m);
+    if (!master.ok()) return master.status();
+    master_ = std::move(*master);
+  } else if (options_.master == nullptr) {
     GrpcMasterClientOptions m;
     m.address = config.master_server_address;
     m.rpc_timeout = options_.rpc_timeout;

@@ -1,0 +1,494 @@
+#include "mooncake/master/ha/replication.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/common/logging.h"
+#include "mooncake/net/socket_util.h"
+
+namespace mooncake::ha {
+namespace {
+
+// Records a link may hold unsent before it counts as failed (a standby that stopped reading).
+constexpr int kMaxPendingOps = 1 << 20;
+// Objects per snapshot frame.
+constexpr size_t kSnapshotPartObjects = 4096;
+
+void FillObject(absl::string_view key, uint64_t put_id, uint64_t size, uint8_t flags,
+                absl::Span<const MasterSnapshot::Replica> replicas, proto::ha::Object* o) {
+  o->set_key(key.data(), key.size());
+  o->set_put_id(put_id);
+  o->set_size(size);
+  o->set_flags(flags);
+  for (const MasterSnapshot::Replica& r : replicas) {
+    proto::ha::Replica* p = o->add_replicas();
+    p->set_segment_id(r.segment_id);
+    p->set_address(r.address);
+  }
+}
+
+void FillSegment(uint32_t id, const ClientId& owner, const SegmentDesc& desc,
+                 proto::ha::Segment* s) {
+  s->set_id(id);
+  s->set_owner_high(owner.high);
+  s->set_owner_low(owner.low);
+  s->set_name(desc.name);
+  s->set_base(desc.base);
+  s->set_size(desc.size);
+  s->set_instance(desc.instance);
+}
+
+}  // namespace
+
+absl::Status WriteFrame(int fd, const google::protobuf::Message& message) {
+  std::string body;
+  if (!message.SerializeToString(&body) || body.size() > kMaxFrameBytes) {
+    return MakeError(ErrorCode::INTERNAL_ERROR, "replication frame too large");
+  }
+  uint8_t header[4];
+  const uint32_t n = static_cast<uint32_t>(body.size());
+  for (int i = 0; i < 4; ++i) header[i] = static_cast<uint8_t>(n >> (8 * i));
+  struct iovec iov[2] = {{header, 4}, {body.data(), body.size()}};
+  return SendAll(fd, iov, 2);
+}
+
+absl::Status ReadFrame(int fd, google::protobuf::Message* message) {
+  uint8_t header[4];
+  if (absl::Status s = RecvAll(fd, header, 4); !s.ok()) return s;
+  const uint32_t n = header[0] | header[1] << 8 | header[2] << 16 | uint32_t{header[3]} << 24;
+  if (n > kMaxFrameBytes) {
+    return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("replication frame of ", n, " bytes"));
+  }
+  std::string body(n, '\0');
+  if (absl::Status s = RecvAll(fd, body.data(), n); !s.ok()) return s;
+  if (!message->ParseFromString(body)) {
+    return MakeError(ErrorCode::INVALID_PARAMS, "malformed replication frame");
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader side
+
+struct ReplicationLog::Link {
+  std::string id;
+  int fd = -1;
+  LinkState state = LinkState::kCatchingUp;
+  bool failed = false;
+  bool stop = false;
+  bool snapshot_acked = false;
+  uint64_t snapshot_seq = 0;
+  uint64_t join_seq = 0;
+  uint64_t acked = 0;
+  uint64_t last_seq = 0;    // last record given to this link
+  int64_t progress_ns = 0;  // when it last had nothing outstanding or acked something
+  proto::ha::OpBatch pending;
+  std::thread sender;
+  std::thread acker;
+};
+
+ReplicationLog::ReplicationLog(Clock* clock) : clock_(clock) {}
+
+ReplicationLog::~ReplicationLog() { Close(); }
+
+void ReplicationLog::Append(proto::ha::Op* op) {
+  const uint64_t seq = tail_.load(std::memory_order_relaxed) + 1;
+  tail_.store(seq, std::memory_order_release);
+  for (const std::unique_ptr<Link>& link : links_) {
+    if (link->failed) continue;
+    if (link->pending.ops_size() >= kMaxPendingOps) {
+      MC_LOG(WARNING) << "standby " << link->id << " is not keeping up; dropping its link";
+      link->failed = true;
+      link->pending.Clear();
+      continue;
+    }
+    if (link->pending.ops_size() == 0) link->pending.set_first_seq(seq);
+    if (link->acked == link->last_seq) link->progress_ns = clock_->NowNanos();
+    link->last_seq = seq;
+    *link->pending.add_ops() = *op;
+  }
+}
+
+void ReplicationLog::ObjectStarted(absl::string_view key, uint64_t put_id, uint64_t size,
+                                   uint8_t flags,
+                                   absl::Span<const MasterSnapshot::Replica> replicas) {
+  proto::ha::Op op;
+  FillObject(key, put_id, size, flags, replicas, op.mutable_started());
+  absl::MutexLock lock(&mu_);
+  Append(&op);
+}
+
+void ReplicationLog::ObjectCompleted(absl::string_view key, uint64_t put_id) {
+  proto::ha::Op op;
+  op.mutable_completed()->set_key(key.data(), key.size());
+  op.mutable_completed()->set_put_id(put_id);
+  absl::MutexLock lock(&mu_);
+  Append(&op);
+}
+
+void ReplicationLog::ObjectDropped(absl::string_view key, uint64_t put_id, int64_t reserve_ns) {
+  proto::ha::Op op;
+  op.mutable_dropped()->set_key(key.data(), key.size());
+  op.mutable_dropped()->set_put_id(put_id);
+  op.mutable_dropped()->set_reserve_ns(reserve_ns);
+  absl::MutexLock lock(&mu_);
+  Append(&op);
+}
+
+void ReplicationLog::SegmentMounted(uint32_t segment_id, const ClientId& owner,
+                                    const SegmentDesc& desc) {
+  proto::ha::Op op;
+  FillSegment(segment_id, owner, desc, op.mutable_mounted());
+  absl::MutexLock lock(&mu_);
+  Append(&op);
+}
+
+void ReplicationLog::SegmentUnmounted(uint32_t segment_id) {
+  proto::ha::Op op;
+  op.set_unmounted(segment_id);
+  absl::MutexLock lock(&mu_);
+  Append(&op);
+}
+
+void ReplicationLog::AddLink(const std::string& standby_id, int fd, const proto::ha::Hello& hello,
+                             MasterService* service) {
+  auto link = std::make_unique<Link>();
+  Link* raw = link.get();
+  raw->id = standby_id;
+  raw->fd = fd;
+  // The cut: no record can be appended while the snapshot is taken, so the link gets exactly
+  // the records after it.
+  MasterSnapshot snapshot = service->Snapshot([&] {
+    absl::MutexLock lock(&mu_);
+    raw->snapshot_seq = tail_.load();
+    raw->acked = 0;
+    raw->last_seq = raw->snapshot_seq;
+    raw->progress_ns = clock_->NowNanos();
+    if (closed_) raw->failed = true;
+    links_.push_back(std::move(link));
+  });
+  raw->sender = std::thread(&ReplicationLog::SendLoop, this, raw, std::move(snapshot), hello);
+  raw->acker = std::thread(&ReplicationLog::AckLoop, this, raw);
+}
+
+void ReplicationLog::SendLoop(Link* link, MasterSnapshot snapshot, proto::ha::Hello hello) {
+  auto fail = [&](const absl::Status& s) {
+    absl::MutexLock lock(&mu_);
+    if (!link->stop && !link->failed) {
+      MC_LOG(WARNING) << "replication to standby " << link->id << " failed: " << s;
+    }
+    link->failed = true;
+  };
+  proto::ha::ToStandby frame;
+  *frame.mutable_hello() = hello;
+  if (absl::Status s = WriteFrame(link->fd, frame); !s.ok()) return fail(s);
+  // The snapshot, in parts.
+  size_t next_object = 0;
+  bool first = true;
+  while (first || next_object < snapshot.objects.size()) {
+    frame.Clear();
+    proto::ha::SnapshotPart* part = frame.mutable_snapshot();
+    if (first) {
+      for (const MasterSnapshot::Segment& s : snapshot.segments) {
+        FillSegment(s.id, s.owner, s.desc, part->add_segments());
+      }
+      for (const MasterSnapshot::Reservation& r : snapshot.reservations) {
+        proto::ha::Reservation* p = part->add_reservations();
+        p->set_segment_id(r.segment_id);
+        p->set_address(r.address);
+        p->set_size(r.size);
+        p->set_remaining_ns(r.remaining_ns);
+      }
+      first = false;
+    }
+    const size_t end = std::min(snapshot.objects.size(), next_object + kSnapshotPartObjects);
+    for (; next_object < end; ++next_object) {
+      const MasterSnapshot::Object& o = snapshot.objects[next_object];
+      FillObject(o.key, o.put_id, o.size, o.flags, o.replicas, part->add_objects());
+    }
+    if (next_object == snapshot.objects.size()) {
+      part->set_last(true);
+      part->set_seq(link->snapshot_seq);
+    }
+    if (absl::Status s = WriteFrame(link->fd, frame); !s.ok()) return fail(s);
+  }
+  snapshot = MasterSnapshot();
+  // Then the records, batched as they come.
+  for (;;) {
+    frame.Clear();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Link* l) { return l->stop || l->failed || l->pending.ops_size() > 0; }, link));
+      if (link->stop || link->failed) return;
+      frame.mutable_ops()->Swap(&link->pending);
+    }
+    if (absl::Status s = WriteFrame(link->fd, frame); !s.ok()) return fail(s);
+  }
+}
+
+void ReplicationLog::AckLoop(Link* link) {
+  for (;;) {
+    proto::ha::ToLeader ack;
+    absl::Status s = ReadFrame(link->fd, &ack);
+    absl::MutexLock lock(&mu_);
+    if (!s.ok() || !ack.refused().empty()) {
+      if (!link->stop && !link->failed) {
+        MC_LOG(WARNING) << "standby " << link->id
+                        << " link closed: " << (s.ok() ? ack.refused() : std::string(s.message()));
+      }
+      link->failed = true;
+      return;
+    }
+    if (ack.acked_seq() >= link->acked && ack.acked_seq() <= link->last_seq &&
+        ack.snapshot_applied()) {
+      link->snapshot_acked = true;
+      link->acked = ack.acked_seq();
+      link->progress_ns = clock_->NowNanos();
+    }
+  }
+}
+
+uint64_t ReplicationLog::Join(const std::string& standby_id) {
+  absl::MutexLock lock(&mu_);
+  for (const std::unique_ptr<Link>& link : links_) {
+    if (link->id == standby_id && link->state == LinkState::kCatchingUp) {
+      link->state = LinkState::kJoining;
+      link->join_seq = tail_.load();
+      return link->join_seq;
+    }
+  }
+  return 0;
+}
+
+void ReplicationLog::MarkInSync(const std::string& standby_id) {
+  absl::MutexLock lock(&mu_);
+  for (const std::unique_ptr<Link>& link : links_) {
+    if (link->id == standby_id) link->state = LinkState::kInSync;
+  }
+}
+
+void ReplicationLog::CloseLink(std::unique_ptr<Link> link) {
+  ::shutdown(link->fd, SHUT_RDWR);
+  if (link->sender.joinable()) link->sender.join();
+  if (link->acker.joinable()) link->acker.join();
+  ::close(link->fd);
+}
+
+void ReplicationLog::RemoveLink(const std::string& standby_id) {
+  std::vector<std::unique_ptr<Link>> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = links_.begin(); it != links_.end();) {
+      if ((*it)->id == standby_id) {
+        (*it)->stop = true;
+        gone.push_back(std::move(*it));
+        it = links_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& link : gone) CloseLink(std::move(link));
+}
+
+std::vector<LinkStatus> ReplicationLog::Links() const {
+  absl::MutexLock lock(&mu_);
+  const int64_t now = clock_->NowNanos();
+  std::vector<LinkStatus> out;
+  for (const std::unique_ptr<Link>& link : links_) {
+    LinkStatus s;
+    s.standby_id = link->id;
+    s.state = link->state;
+    s.failed = link->failed;
+    s.acked = link->acked;
+    s.snapshot_acked = link->snapshot_acked;
+    s.snapshot_seq = link->snapshot_seq;
+    s.join_seq = link->join_seq;
+    s.lag = link->acked < link->last_seq ? absl::Nanoseconds(now - link->progress_ns)
+                                         : absl::ZeroDuration();
+    out.push_back(s);
+  }
+  return out;
+}
+
+absl::Status ReplicationLog::WaitDurable(uint64_t seq, absl::Time deadline) {
+  struct Args {
+    ReplicationLog* log;
+    uint64_t seq;
+  } args{this, seq};
+  auto durable = +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (a->log->closed_) return true;
+    for (const std::unique_ptr<Link>& link : a->log->links_) {
+      if (link->state != LinkState::kCatchingUp && link->acked < a->seq) return false;
+    }
+    return true;
+  };
+  absl::MutexLock lock(&mu_);
+  if (!mu_.AwaitWithDeadline(absl::Condition(durable, &args), deadline)) {
+    return MakeError(ErrorCode::RPC_TIMEOUT,
+                     "the standby masters did not confirm the change in time");
+  }
+  if (closed_) {
+    return MakeError(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS,
+                     "this master stopped leading before the change was replicated");
+  }
+  return absl::OkStatus();
+}
+
+void ReplicationLog::Close() {
+  std::vector<std::unique_ptr<Link>> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    for (auto& link : links_) link->stop = true;
+    gone.swap(links_);
+  }
+  for (auto& link : gone) CloseLink(std::move(link));
+}
+
+void ReplicationLog::Open() {
+  absl::MutexLock lock(&mu_);
+  closed_ = false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standby side
+
+ReplicationReceiver::ReplicationReceiver(Clock* clock, AcceptFn accept)
+    : clock_(clock), accept_(std::move(accept)), state_(clock) {}
+
+ReplicationReceiver::~ReplicationReceiver() { Stop(); }
+
+absl::Status ReplicationReceiver::Listen(const std::string& host, int port) {
+  auto fd = ListenTcp(host, port, &port_);
+  if (!fd.ok()) return fd.status();
+  listen_fd_ = *fd;
+  acceptor_ = std::thread(&ReplicationReceiver::AcceptLoop, this);
+  return absl::OkStatus();
+}
+
+void ReplicationReceiver::AcceptLoop() {
+  while (!stopping_.load()) {
+    const int fd = ::accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) {
+      if (stopping_.load()) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      absl::SleepFor(absl::Milliseconds(10));
+      continue;
+    }
+    proto::ha::ToStandby hello;
+    // A connection that never says hello must not hold the acceptor.
+    struct timeval tv = {2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (!ReadFrame(fd, &hello).ok() || !hello.has_hello() || !accept_(hello.hello())) {
+      proto::ha::ToLeader refused;
+      refused.set_refused("this master does not follow that leader");
+      (void)WriteFrame(fd, refused);
+      ::close(fd);
+      continue;
+    }
+    tv = {0, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    absl::MutexLock lock(&mu_);
+    if (stream_fd_ >= 0) ::shutdown(stream_fd_, SHUT_RDWR);  // a newer stream replaces it
+    stream_fd_ = fd;
+    const uint64_t generation = ++generation_;
+    state_.Reset();
+    held_ = Held{hello.hello().leader_id(), hello.hello().term(), false, 0};
+    MC_LOG(INFO) << "following leader " << held_.leader_id << " (term " << held_.term << ")";
+    streams_.emplace_back(&ReplicationReceiver::Serve, this, fd, generation);
+  }
+}
+
+void ReplicationReceiver::Serve(int fd, uint64_t generation) {
+  bool snapshot_done = false;
+  uint64_t applied = 0;
+  for (;;) {
+    proto::ha::ToStandby frame;
+    absl::Status s = ReadFrame(fd, &frame);
+    absl::MutexLock lock(&mu_);
+    if (generation != generation_) break;  // replaced or taken over
+    // A broken connection (the leader died) leaves what was applied valid.
+    if (!s.ok()) break;
+    {
+      if (frame.has_snapshot() && !snapshot_done) {
+        s = state_.ApplySnapshotPart(frame.snapshot());
+        if (s.ok() && frame.snapshot().last()) {
+          snapshot_done = true;
+          applied = frame.snapshot().seq();
+        }
+      } else if (frame.has_ops() && snapshot_done) {
+        if (frame.ops().first_seq() != applied + 1) {
+          s = MakeError(ErrorCode::INTERNAL_ERROR, "replication records out of order");
+        }
+        for (int i = 0; s.ok() && i < frame.ops().ops_size(); ++i) {
+          s = state_.ApplyOp(frame.ops().ops(i));
+          if (s.ok()) ++applied;
+        }
+      } else {
+        s = MakeError(ErrorCode::INTERNAL_ERROR, "unexpected replication frame");
+      }
+    }
+    if (!s.ok()) {
+      MC_LOG(WARNING) << "replication stream from " << held_.leader_id << " ended: " << s;
+      held_.complete = false;  // whatever arrived since is unknown
+      break;
+    }
+    held_.complete = snapshot_done;
+    held_.applied = applied;
+    if (snapshot_done) {
+      proto::ha::ToLeader ack;
+      ack.set_acked_seq(applied);
+      ack.set_snapshot_applied(true);
+      if (!WriteFrame(fd, ack).ok()) break;  // the stream is dead; what we hold stays valid
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (stream_fd_ == fd) stream_fd_ = -1;
+  ::close(fd);
+}
+
+ReplicationReceiver::Held ReplicationReceiver::held() const {
+  absl::MutexLock lock(&mu_);
+  return held_;
+}
+
+void ReplicationReceiver::Drop() {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  if (stream_fd_ >= 0) ::shutdown(stream_fd_, SHUT_RDWR);
+}
+
+MasterSnapshot ReplicationReceiver::TakeState() {
+  absl::MutexLock lock(&mu_);
+  ++generation_;
+  if (stream_fd_ >= 0) ::shutdown(stream_fd_, SHUT_RDWR);
+  MasterSnapshot out = state_.ToSnapshot();
+  state_.Reset();
+  held_ = Held{};
+  return out;
+}
+
+void ReplicationReceiver::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (listen_fd_ >= 0) {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+  }
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::thread> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    ++generation_;
+    if (stream_fd_ >= 0) ::shutdown(stream_fd_, SHUT_RDWR);
+    streams.swap(streams_);
+  }
+  for (std::thread& t : streams) t.join();
+}
+
+}  // namespace mooncake::ha
