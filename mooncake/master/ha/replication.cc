@@ -1,5 +1,7 @@
 #include "mooncake/master/ha/replication.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -394,6 +396,9 @@ void ReplicationReceiver::AcceptLoop() {
     }
     tv = {0, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    // Acknowledgements are small and latency-bound: never hold one back for Nagle.
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     absl::MutexLock lock(&mu_);
     if (stream_fd_ >= 0) ::shutdown(stream_fd_, SHUT_RDWR);  // a newer stream replaces it
     stream_fd_ = fd;
