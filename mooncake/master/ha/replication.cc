@@ -88,10 +88,36 @@ struct ReplicationLog::Link {
   uint64_t acked = 0;
   uint64_t last_seq = 0;    // last record given to this link
   int64_t progress_ns = 0;  // when it last had nothing outstanding or acked something
+  bool snapshot_sent = false;
   proto::ha::OpBatch pending;
+  // Serializes writes of record batches (the sender thread and waiters that flush themselves).
+  absl::Mutex send_mu;
   std::thread sender;
   std::thread acker;
+
+  ~Link() {
+    if (fd >= 0) ::close(fd);
+  }
 };
+
+void ReplicationLog::Flush(Link* link) {
+  absl::MutexLock send(&link->send_mu);
+  proto::ha::ToStandby frame;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!link->snapshot_sent || link->stop || link->failed || link->pending.ops_size() == 0) {
+      return;
+    }
+    frame.mutable_ops()->Swap(&link->pending);
+  }
+  if (absl::Status s = WriteFrame(link->fd, frame); !s.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (!link->stop && !link->failed) {
+      MC_LOG(WARNING) << "replication to standby " << link->id << " failed: " << s;
+    }
+    link->failed = true;
+  }
+}
 
 ReplicationLog::ReplicationLog(Clock* clock) : clock_(clock) {}
 
@@ -100,7 +126,7 @@ ReplicationLog::~ReplicationLog() { Close(); }
 void ReplicationLog::Append(proto::ha::Op* op) {
   const uint64_t seq = tail_.load(std::memory_order_relaxed) + 1;
   tail_.store(seq, std::memory_order_release);
-  for (const std::unique_ptr<Link>& link : links_) {
+  for (const std::shared_ptr<Link>& link : links_) {
     if (link->failed) continue;
     if (link->pending.ops_size() >= kMaxPendingOps) {
       MC_LOG(WARNING) << "standby " << link->id << " is not keeping up; dropping its link";
@@ -158,7 +184,7 @@ void ReplicationLog::SegmentUnmounted(uint32_t segment_id) {
 
 void ReplicationLog::AddLink(const std::string& standby_id, int fd, const proto::ha::Hello& hello,
                              MasterService* service) {
-  auto link = std::make_unique<Link>();
+  auto link = std::make_shared<Link>();
   Link* raw = link.get();
   raw->id = standby_id;
   raw->fd = fd;
@@ -219,17 +245,23 @@ void ReplicationLog::SendLoop(Link* link, MasterSnapshot snapshot, proto::ha::He
     if (absl::Status s = WriteFrame(link->fd, frame); !s.ok()) return fail(s);
   }
   snapshot = MasterSnapshot();
-  // Then the records, batched as they come.
+  {
+    absl::MutexLock lock(&mu_);
+    link->snapshot_sent = true;
+  }
+  // Then the records. A change a client waits for is sent by the waiter itself (WaitDurable);
+  // this thread only sweeps up the rest (Tick's evictions and expiries) every kSweep, and is not
+  // woken per record: a wake-up per record would cost the hot path more than it saves.
+  constexpr absl::Duration kSweep = absl::Milliseconds(2);
   for (;;) {
-    frame.Clear();
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](Link* l) { return l->stop || l->failed || l->pending.ops_size() > 0; }, link));
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](Link* l) { return l->stop || l->failed; }, link),
+                           kSweep);
       if (link->stop || link->failed) return;
-      frame.mutable_ops()->Swap(&link->pending);
     }
-    if (absl::Status s = WriteFrame(link->fd, frame); !s.ok()) return fail(s);
+    Flush(link);
   }
 }
 
@@ -257,7 +289,7 @@ void ReplicationLog::AckLoop(Link* link) {
 
 uint64_t ReplicationLog::Join(const std::string& standby_id) {
   absl::MutexLock lock(&mu_);
-  for (const std::unique_ptr<Link>& link : links_) {
+  for (const std::shared_ptr<Link>& link : links_) {
     if (link->id == standby_id && link->state == LinkState::kCatchingUp) {
       link->state = LinkState::kJoining;
       link->join_seq = tail_.load();
@@ -269,20 +301,19 @@ uint64_t ReplicationLog::Join(const std::string& standby_id) {
 
 void ReplicationLog::MarkInSync(const std::string& standby_id) {
   absl::MutexLock lock(&mu_);
-  for (const std::unique_ptr<Link>& link : links_) {
+  for (const std::shared_ptr<Link>& link : links_) {
     if (link->id == standby_id) link->state = LinkState::kInSync;
   }
 }
 
-void ReplicationLog::CloseLink(std::unique_ptr<Link> link) {
-  ::shutdown(link->fd, SHUT_RDWR);
+void ReplicationLog::CloseLink(std::shared_ptr<Link> link) {
+  ::shutdown(link->fd, SHUT_RDWR);  // the fd itself closes with the last reference
   if (link->sender.joinable()) link->sender.join();
   if (link->acker.joinable()) link->acker.join();
-  ::close(link->fd);
 }
 
 void ReplicationLog::RemoveLink(const std::string& standby_id) {
-  std::vector<std::unique_ptr<Link>> gone;
+  std::vector<std::shared_ptr<Link>> gone;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = links_.begin(); it != links_.end();) {
@@ -302,7 +333,7 @@ std::vector<LinkStatus> ReplicationLog::Links() const {
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->NowNanos();
   std::vector<LinkStatus> out;
-  for (const std::unique_ptr<Link>& link : links_) {
+  for (const std::shared_ptr<Link>& link : links_) {
     LinkStatus s;
     s.standby_id = link->id;
     s.state = link->state;
@@ -325,11 +356,24 @@ absl::Status ReplicationLog::WaitDurable(uint64_t seq, absl::Time deadline) {
   } args{this, seq};
   auto durable = +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (a->log->closed_) return true;
-    for (const std::unique_ptr<Link>& link : a->log->links_) {
+    for (const std::shared_ptr<Link>& link : a->log->links_) {
       if (link->state != LinkState::kCatchingUp && link->acked < a->seq) return false;
     }
     return true;
   };
+  // Send what is pending from this thread rather than wake the sender: a round trip less of
+  // thread hand-offs on the hot path.
+  std::vector<std::shared_ptr<Link>> to_flush;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::shared_ptr<Link>& link : links_) {
+      if (link->state != LinkState::kCatchingUp && link->acked < seq &&
+          link->pending.ops_size() > 0) {
+        to_flush.push_back(link);
+      }
+    }
+  }
+  for (const std::shared_ptr<Link>& link : to_flush) Flush(link.get());
   absl::MutexLock lock(&mu_);
   if (!mu_.AwaitWithDeadline(absl::Condition(durable, &args), deadline)) {
     return MakeError(ErrorCode::RPC_TIMEOUT,
@@ -343,7 +387,7 @@ absl::Status ReplicationLog::WaitDurable(uint64_t seq, absl::Time deadline) {
 }
 
 void ReplicationLog::Close() {
-  std::vector<std::unique_ptr<Link>> gone;
+  std::vector<std::shared_ptr<Link>> gone;
   {
     absl::MutexLock lock(&mu_);
     closed_ = true;

@@ -95,13 +95,15 @@ class ReplicationLog final : public MasterJournal {
   void Append(proto::ha::Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendLoop(Link* link, MasterSnapshot snapshot, proto::ha::Hello hello);
   void AckLoop(Link* link);
-  void CloseLink(std::unique_ptr<Link> link);
+  void CloseLink(std::shared_ptr<Link> link);
+  // Sends the link's pending records, if its snapshot went out already.
+  void Flush(Link* link);
 
   Clock* const clock_;
   mutable absl::Mutex mu_;
   std::atomic<uint64_t> tail_{0};
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::unique_ptr<Link>> links_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Link>> links_ ABSL_GUARDED_BY(mu_);
 };
 
 class ReplicationReceiver {
