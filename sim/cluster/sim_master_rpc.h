@@ -5,6 +5,12 @@
 // next heartbeat). It also holds the client <-> master link faults: per-host partitions, loss and
 // latency spikes.
 //
+// With options.ha, the master is a leader whose journal (mooncake/master/ha, the same records as
+// production) goes to a standby over a simulated link; every answer waits until the standby
+// confirmed every change so far (WaitDurable). Failover() kills the leader (records and answers
+// in flight are lost) and, once its lease has run out (failover_delay), the standby takes over
+// with MasterService::Restore of what it applied; the old leader comes back as the new standby.
+//
 // SimMasterRpc is one client's mooncake::MasterChannel. A call is two messages: the request runs
 // the call on the master when it arrives, the answer runs the reply when it arrives. Either may be
 // lost (loss, partition, master down); a call with no answer within rpc_timeout replies
@@ -20,7 +26,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "mooncake/master/ha/proto_journal.h"
+#include "mooncake/master/ha/standby_state.h"
 #include "mooncake/master/master_service.h"
 #include "mooncake/store/master_channel.h"
 #include "sim/kernel/network.h"
@@ -33,12 +43,19 @@ struct SimMasterOptions {
   SimTime jitter = 20 * kMicrosecond;
   SimTime rpc_timeout = 100 * kMillisecond;
   SimTime tick_period = 50 * kMillisecond;
+  // High availability (above). The lease service is modelled by the delay: the standby takes
+  // over failover_delay after the leader died, and never while it lives.
+  bool ha = false;
+  SimTime failover_delay = 20 * kMillisecond;
+  // Planted bug: answer before the standby confirmed (a failover then loses acknowledged puts).
+  bool plant_ack_before_replicating = false;
 };
 
 class SimMaster {
  public:
   SimMaster(Simulator* sim, const mooncake::MasterServiceOptions& service_options,
             const SimMasterOptions& options);
+  ~SimMaster();
   SimMaster(const SimMaster&) = delete;
   SimMaster& operator=(const SimMaster&) = delete;
 
@@ -53,6 +70,16 @@ class SimMaster {
   // `downtime`. on_restart (if set) runs at the kill.
   void Restart(SimTime downtime);
   void set_on_restart(std::function<void()> fn) { on_restart_ = std::move(fn); }
+  // Failover (ha only) kills the leader now; the standby leads after failover_delay.
+  void Failover();
+  uint64_t failovers() const { return failovers_; }
+  // When the last standby took over (-1: never).
+  SimTime last_takeover() const { return last_takeover_; }
+  // The first error a standby hit applying the journal (a replication bug), or "".
+  const std::string& replication_error() const { return replication_error_; }
+  // WhenDurable runs `fn` once every change so far is confirmed by the standby: at once without
+  // ha (or with the planted bug); never if the leader dies first.
+  void WhenDurable(std::function<void()> fn);
   // set_after_tick installs a function run after every Tick (e.g. an invariant check).
   void set_after_tick(std::function<void()> fn) { after_tick_ = std::move(fn); }
 
@@ -69,8 +96,13 @@ class SimMaster {
   SimTime OneWay();
 
  private:
+  class Journal;
+  // Sends the records not yet sent to the standby, in order; confirmations come back in order.
+  void Ship();
+  void StartService(const mooncake::MasterSnapshot* state);
+
   Simulator* const sim_;
-  const mooncake::MasterServiceOptions service_options_;
+  mooncake::MasterServiceOptions service_options_;
   const SimMasterOptions options_;
   std::unique_ptr<mooncake::MasterService> service_;
   std::map<HostId, bool> partitioned_;
@@ -79,6 +111,19 @@ class SimMaster {
   uint64_t restarts_ = 0;
   std::function<void()> on_restart_;
   std::function<void()> after_tick_;
+  // HA: the leader's journal, the standby, and the replication stream of the current term.
+  std::unique_ptr<Journal> journal_;
+  mooncake::ha::StandbyState standby_;
+  uint64_t term_ = 0;
+  uint64_t tail_ = 0;     // records journaled this term
+  uint64_t durable_ = 0;  // confirmed by the standby
+  std::vector<mooncake::proto::ha::Op> unsent_;
+  std::multimap<uint64_t, std::function<void()>> waiting_;
+  SimTime stream_at_ = 0;  // keeps the link in order despite jitter
+  SimTime acks_at_ = 0;
+  uint64_t failovers_ = 0;
+  SimTime last_takeover_ = -1;
+  std::string replication_error_;
 };
 
 class SimMasterRpc final : public mooncake::MasterChannel {

@@ -279,6 +279,9 @@ void Vopr::AfterTick() {
   if (absl::Status s = m->CheckInvariants(); !s.ok()) {
     Fail(absl::StrCat("invariant 4: master accounting: ", s.message()));
   }
+  if (!cluster_->master().replication_error().empty()) {
+    Fail(absl::StrCat("replication: ", cluster_->master().replication_error()));
+  }
   const SimTime now = cluster_->sim().Now();
   // Invariant 3: a crashed host's segments are gone within the bound.
   if (!crashed_.empty()) {
@@ -287,7 +290,9 @@ void Vopr::AfterTick() {
       mounted.emplace(s.segment.name, s.segment.base, s.owner.high, s.owner.low);
     }
     for (const CrashedSegment& c : crashed_) {
-      if (now - c.crashed_at > segment_gone_bound_ &&
+      // A new leader gives every owner a full client_ttl from its takeover.
+      const SimTime from = std::max(c.crashed_at, cluster_->master().last_takeover());
+      if (now - from > segment_gone_bound_ &&
           mounted.count({c.name, c.base, c.owner.high, c.owner.low})) {
         Fail(absl::StrCat("invariant 3: segment ", c.name, " of a host that crashed at ",
                           Ms(c.crashed_at), " is still mounted (bound ", Ms(segment_gone_bound_),
@@ -628,6 +633,11 @@ void Vopr::ScheduleFaults() {
         break;
       }
       default: {
+        if (options_.ha) {
+          what = "fail the master over (kill the leader; the standby takes over)";
+          sim.ScheduleAt(at, "fault.failover", [this] { cluster_->master().Failover(); });
+          break;
+        }
         const SimTime down = 5 * kMillisecond + len / 8;
         what = absl::StrCat("restart the master (down ", Ms(down), ")");
         sim.ScheduleAt(at, "fault.master_restart",
@@ -666,6 +676,8 @@ VoprResult Vopr::Run() {
   o.master.put_start_release_timeout = absl::Milliseconds(1000);
   o.master.eviction_ratio = 0.1;
   o.reuse_addresses = shape_.reuse_addresses || options_.reuse_addresses;
+  o.link.ha = options_.ha;
+  o.link.plant_ack_before_replicating = options_.plant_ack_before_replicating;
   if (options_.plant_evict_leased)
     o.master.eviction_policy = std::make_shared<LeaseIgnoringPolicy>();
   o.master.on_object_dropped = [this](absl::string_view key, mooncake::ObjectDropReason why) {
@@ -731,6 +743,7 @@ VoprResult Vopr::Run() {
   result_.ok = violation_.empty();
   result_.violation = violation_;
   result_.faults = options_.faults ? fault_count_ : 0;
+  result_.failovers = cluster_->master().failovers();
   result_.trace_hash = sim.trace_hash();
   result_.events = sim.events_executed();
   result_.sim_time = sim.Now();
@@ -755,7 +768,8 @@ VoprResult RunVopr(const VoprOptions& options) {
 std::string ReplayCommand(const VoprOptions& options) {
   return absl::StrCat(
       "bazel run //sim:vopr -- --seed=", options.seed,
-      options.plant_evict_leased ? " --plant_evict_leased" : "",
+      options.plant_evict_leased ? " --plant_evict_leased" : "", options.ha ? " --ha" : "",
+      options.plant_ack_before_replicating ? " --plant_ack_before_replicating" : "",
       options.reuse_addresses ? " --reuse_addresses" : "", options.faults ? "" : " --nofaults",
       options.max_think != kMillisecond
           ? absl::StrCat(" --max_think_us=", options.max_think / kMicrosecond)

@@ -7,7 +7,8 @@
 //   1. a read returns exactly the bytes put under the key (every key's bytes are a function of
 //      the key, so any writer's copy is right and anything else is wrong);
 //   2. an acknowledged put stays readable (exists 1, get finds it) until it is removed, evicted,
-//      or lost with its segment (host death, client_ttl expiry, master restart);
+//      or lost with its segment (host death, client_ttl expiry, master restart); with `ha` the
+//      master fails over instead of restarting, and a failover excuses nothing;
 //   3. a crashed host's segments leave the master within client_ttl plus a tick (so no exists == 1
 //      for objects stored only there);
 //   4. no object is evicted while a completed read holds its lease; the master's allocator and
@@ -33,6 +34,11 @@ struct VoprOptions {
   uint64_t seed = 1;
   // A planted bug: the master's eviction policy ignores read leases.
   bool plant_evict_leased = false;
+  // High availability: a leader and a standby (SimMasterOptions::ha); master faults are
+  // failovers (kill of the leader, takeover by the standby) instead of restarts.
+  bool ha = false;
+  // A planted bug for ha: the leader answers before the standby confirmed.
+  bool plant_ack_before_replicating = false;
   // Faults are injected in [0, fault_window); each heals by fault_window + max fault length.
   SimTime fault_window = 1000 * kMillisecond;
   bool faults = true;
@@ -60,6 +66,7 @@ struct VoprResult {
   SimTime sim_time = 0;
   double wall_seconds = 0;
   int faults = 0;
+  uint64_t failovers = 0;    // master failovers that happened (ha)
   uint64_t ops = 0;          // completed operations
   uint64_t failed_keys = 0;  // per-key results that were errors
   uint64_t keys_written = 0;

@@ -17,6 +17,9 @@ ABSL_FLAG(uint64_t, seed, 1, "first seed");
 ABSL_FLAG(uint64_t, seeds, 1, "number of consecutive seeds to run");
 ABSL_FLAG(bool, faults, true, "inject faults");
 ABSL_FLAG(bool, plant_evict_leased, false, "test-only planted bug: eviction ignores leases");
+ABSL_FLAG(bool, ha, false, "a leader and a standby master; master faults are failovers");
+ABSL_FLAG(bool, plant_ack_before_replicating, false,
+          "test-only planted bug (with --ha): the leader answers before the standby confirmed");
 ABSL_FLAG(bool, check_replay, true, "replay a failing seed (or a single seed) and compare traces");
 ABSL_FLAG(bool, reuse_addresses, false, "restarted clients map their memory at the old addresses");
 ABSL_FLAG(bool, verbose, false, "log the faults of each seed");
@@ -56,6 +59,8 @@ int main(int argc, char** argv) {
     o.seed = seed;
     o.faults = absl::GetFlag(FLAGS_faults);
     o.plant_evict_leased = absl::GetFlag(FLAGS_plant_evict_leased);
+    o.ha = absl::GetFlag(FLAGS_ha);
+    o.plant_ack_before_replicating = absl::GetFlag(FLAGS_plant_ack_before_replicating);
     o.verbose = absl::GetFlag(FLAGS_verbose);
     o.reuse_addresses = absl::GetFlag(FLAGS_reuse_addresses);
     o.max_think = absl::GetFlag(FLAGS_max_think_us) * sim::kMicrosecond;

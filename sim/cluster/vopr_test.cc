@@ -60,6 +60,52 @@ TEST_P(VoprSeedsTest, HoldEveryInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(Blocks, VoprSeedsTest, ::testing::Range(0, kBlocks));
 
+// High availability: the same invariants with a leader and a standby master, where every master
+// fault is a failover (kill of the leader, takeover by the standby from the replicated journal).
+// Invariant 2 excuses nothing for a failover: an acknowledged put must survive it.
+TEST_F(VoprTest, HaSeedsHoldEveryInvariantAcrossFailovers) {
+  const uint64_t seeds = EnvOr("MC_VOPR_HA_SEEDS", 30);
+  uint64_t failovers = 0, reads = 0;
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
+    VoprOptions o;
+    o.seed = seed;
+    o.ha = true;
+    const VoprResult r = RunVopr(o);
+    ASSERT_TRUE(r.ok) << r.violation << "\n  shape: " << r.shape
+                      << "\n  replay: " << ReplayCommand(o);
+    failovers += r.failovers;
+    reads += r.keys_read;
+  }
+  printf("ha seeds 1..%llu: %llu failovers, %llu verified reads\n",
+         static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(failovers),
+         static_cast<unsigned long long>(reads));
+  EXPECT_GT(failovers, 3u) << "too few failovers to show anything";
+}
+
+// The planted HA bug (the leader answers before the standby confirmed) loses acknowledged puts
+// in a failover, and the VOPR sees it within a few seeds.
+TEST_F(VoprTest, PlantedAckBeforeReplicatingIsCaught) {
+  uint64_t caught_at = 0;
+  std::string violation;
+  for (uint64_t seed = 1; seed <= 30 && caught_at == 0; ++seed) {
+    VoprOptions o;
+    o.seed = seed;
+    o.ha = true;
+    o.plant_ack_before_replicating = true;
+    const VoprResult r = RunVopr(o);
+    if (!r.ok) {
+      caught_at = seed;
+      violation = r.violation;
+    }
+  }
+  ASSERT_NE(caught_at, 0u) << "the planted bug survived 30 seeds";
+  EXPECT_TRUE(violation.find("invariant 2") != std::string::npos ||
+              violation.find("invariant 1") != std::string::npos)
+      << violation;
+  printf("planted ack-before-replicating caught at seed %llu: %s\n",
+         static_cast<unsigned long long>(caught_at), violation.c_str());
+}
+
 // A planted bug (eviction ignores read leases, enabled through the master's test-only option) is
 // caught within a few seeds; the same seeds pass without the plant.
 TEST_F(VoprTest, PlantedEvictionOfLeasedObjectsIsCaught) {

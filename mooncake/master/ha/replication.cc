@@ -20,30 +20,6 @@ constexpr int kMaxPendingOps = 1 << 20;
 // Objects per snapshot frame.
 constexpr size_t kSnapshotPartObjects = 4096;
 
-void FillObject(absl::string_view key, uint64_t put_id, uint64_t size, uint8_t flags,
-                absl::Span<const MasterSnapshot::Replica> replicas, proto::ha::Object* o) {
-  o->set_key(key.data(), key.size());
-  o->set_put_id(put_id);
-  o->set_size(size);
-  o->set_flags(flags);
-  for (const MasterSnapshot::Replica& r : replicas) {
-    proto::ha::Replica* p = o->add_replicas();
-    p->set_segment_id(r.segment_id);
-    p->set_address(r.address);
-  }
-}
-
-void FillSegment(uint32_t id, const ClientId& owner, const SegmentDesc& desc,
-                 proto::ha::Segment* s) {
-  s->set_id(id);
-  s->set_owner_high(owner.high);
-  s->set_owner_low(owner.low);
-  s->set_name(desc.name);
-  s->set_base(desc.base);
-  s->set_size(desc.size);
-  s->set_instance(desc.instance);
-}
-
 }  // namespace
 
 absl::Status WriteFrame(int fd, const google::protobuf::Message& message) {
@@ -123,7 +99,7 @@ ReplicationLog::ReplicationLog(Clock* clock) : clock_(clock) {}
 
 ReplicationLog::~ReplicationLog() { Close(); }
 
-void ReplicationLog::Append(proto::ha::Op* op) {
+void ReplicationLog::AppendLocked(proto::ha::Op* op) {
   const uint64_t seq = tail_.load(std::memory_order_relaxed) + 1;
   tail_.store(seq, std::memory_order_release);
   for (const std::shared_ptr<Link>& link : links_) {
@@ -141,45 +117,9 @@ void ReplicationLog::Append(proto::ha::Op* op) {
   }
 }
 
-void ReplicationLog::ObjectStarted(absl::string_view key, uint64_t put_id, uint64_t size,
-                                   uint8_t flags,
-                                   absl::Span<const MasterSnapshot::Replica> replicas) {
-  proto::ha::Op op;
-  FillObject(key, put_id, size, flags, replicas, op.mutable_started());
+void ReplicationLog::Append(proto::ha::Op* op) {
   absl::MutexLock lock(&mu_);
-  Append(&op);
-}
-
-void ReplicationLog::ObjectCompleted(absl::string_view key, uint64_t put_id) {
-  proto::ha::Op op;
-  op.mutable_completed()->set_key(key.data(), key.size());
-  op.mutable_completed()->set_put_id(put_id);
-  absl::MutexLock lock(&mu_);
-  Append(&op);
-}
-
-void ReplicationLog::ObjectDropped(absl::string_view key, uint64_t put_id, int64_t reserve_ns) {
-  proto::ha::Op op;
-  op.mutable_dropped()->set_key(key.data(), key.size());
-  op.mutable_dropped()->set_put_id(put_id);
-  op.mutable_dropped()->set_reserve_ns(reserve_ns);
-  absl::MutexLock lock(&mu_);
-  Append(&op);
-}
-
-void ReplicationLog::SegmentMounted(uint32_t segment_id, const ClientId& owner,
-                                    const SegmentDesc& desc) {
-  proto::ha::Op op;
-  FillSegment(segment_id, owner, desc, op.mutable_mounted());
-  absl::MutexLock lock(&mu_);
-  Append(&op);
-}
-
-void ReplicationLog::SegmentUnmounted(uint32_t segment_id) {
-  proto::ha::Op op;
-  op.set_unmounted(segment_id);
-  absl::MutexLock lock(&mu_);
-  Append(&op);
+  AppendLocked(op);
 }
 
 void ReplicationLog::AddLink(const std::string& standby_id, int fd, const proto::ha::Hello& hello,
@@ -222,21 +162,17 @@ void ReplicationLog::SendLoop(Link* link, MasterSnapshot snapshot, proto::ha::He
     proto::ha::SnapshotPart* part = frame.mutable_snapshot();
     if (first) {
       for (const MasterSnapshot::Segment& s : snapshot.segments) {
-        FillSegment(s.id, s.owner, s.desc, part->add_segments());
+        SegmentToProto(s.id, s.owner, s.desc, part->add_segments());
       }
       for (const MasterSnapshot::Reservation& r : snapshot.reservations) {
-        proto::ha::Reservation* p = part->add_reservations();
-        p->set_segment_id(r.segment_id);
-        p->set_address(r.address);
-        p->set_size(r.size);
-        p->set_remaining_ns(r.remaining_ns);
+        ReservationToProto(r, part->add_reservations());
       }
       first = false;
     }
     const size_t end = std::min(snapshot.objects.size(), next_object + kSnapshotPartObjects);
     for (; next_object < end; ++next_object) {
       const MasterSnapshot::Object& o = snapshot.objects[next_object];
-      FillObject(o.key, o.put_id, o.size, o.flags, o.replicas, part->add_objects());
+      ObjectToProto(o.key, o.put_id, o.size, o.flags, o.replicas, part->add_objects());
     }
     if (next_object == snapshot.objects.size()) {
       part->set_last(true);

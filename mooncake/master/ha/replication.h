@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "mooncake/common/clock.h"
+#include "mooncake/master/ha/proto_journal.h"
 #include "mooncake/master/ha/standby_state.h"
 #include "mooncake/master/master_journal.h"
 #include "mooncake/master/master_service.h"
@@ -53,18 +54,10 @@ struct LinkStatus {
   absl::Duration lag;     // how long its oldest unacknowledged record has waited
 };
 
-class ReplicationLog final : public MasterJournal {
+class ReplicationLog final : public ProtoJournal {
  public:
   explicit ReplicationLog(Clock* clock);
   ~ReplicationLog() override;
-
-  // MasterJournal.
-  void ObjectStarted(absl::string_view key, uint64_t put_id, uint64_t size, uint8_t flags,
-                     absl::Span<const MasterSnapshot::Replica> replicas) override;
-  void ObjectCompleted(absl::string_view key, uint64_t put_id) override;
-  void ObjectDropped(absl::string_view key, uint64_t put_id, int64_t reserve_ns) override;
-  void SegmentMounted(uint32_t segment_id, const ClientId& owner, const SegmentDesc& desc) override;
-  void SegmentUnmounted(uint32_t segment_id) override;
 
   // The sequence number of the last record appended.
   uint64_t tail() const { return tail_.load(std::memory_order_acquire); }
@@ -92,7 +85,8 @@ class ReplicationLog final : public MasterJournal {
 
  private:
   struct Link;
-  void Append(proto::ha::Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Append(proto::ha::Op* op) override;
+  void AppendLocked(proto::ha::Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendLoop(Link* link, MasterSnapshot snapshot, proto::ha::Hello hello);
   void AckLoop(Link* link);
   void CloseLink(std::shared_ptr<Link> link);
