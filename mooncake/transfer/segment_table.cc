@@ -316,6 +316,7 @@ std::shared_ptr<const TransferEngine::SegmentView> TransferEngine::BuildView(
 
 void TransferEngine::WatchdogLoop() {
   int64_t next_maintain = 0;
+  int64_t next_publish_check = RealClock::Get()->NowNanos() + 3'000'000'000;
   while (!stopping_.load()) {
     usleep(50 * 1000);
     CheckTcpTimeouts();
@@ -323,6 +324,10 @@ void TransferEngine::WatchdogLoop() {
     if (now >= next_maintain) {
       Maintain();
       next_maintain = now + 1'000'000'000;
+    }
+    if (now >= next_publish_check) {
+      EnsurePublished();  // a restarted metadata server gets our descriptor back within 3 s
+      next_publish_check = now + 3'000'000'000;
     }
   }
 }

@@ -305,6 +305,17 @@ std::string TransferEngine::DescriptorJson() const {
   return SegmentDescriptorToJson(d);
 }
 
+void TransferEngine::EnsurePublished() {
+  if (metadata_ == nullptr) return;
+  auto got = metadata_->Get(SegmentDescriptorKey(segment_name_));
+  // Present, or the server is unreachable now (the next round tries again).
+  if (got.ok() || !absl::IsNotFound(got.status())) return;
+  MC_LOG(WARNING) << "the metadata server has no descriptor of segment " << segment_name_
+                  << " (restarted?); publishing it again";
+  (void)metadata_->Put(RpcMetaKey(segment_name_), RpcMetaToJson({host_, rpc_port_}));
+  if (absl::Status s = Publish(); !s.ok()) MC_LOG(WARNING) << s;
+}
+
 absl::Status TransferEngine::Publish() {
   // Every change of our buffers goes through here: tell same-host peers to re-read them.
   if (shm_exporter_ != nullptr) shm_exporter_->BumpGeneration();

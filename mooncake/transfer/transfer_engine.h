@@ -227,6 +227,9 @@ class TransferEngine {
   std::shared_ptr<const SegmentView> BuildView(const std::string& name, SegmentDescriptor desc,
                                                const SegmentView* previous);
   void WatchdogLoop();
+  // Publishes our descriptor again if the metadata server lost it (it restarted: it keeps its
+  // state in memory only).
+  void EnsurePublished();
   void CheckTcpTimeouts();
   void ProbeAcceptedPeers();
   void RdmaProgressLoop();
