@@ -20,6 +20,8 @@
 #include "mooncake/common/clock.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/master/grpc_master_client.h"
+#include "mooncake/master/ha/proto_journal.h"
+#include "mooncake/master/ha/standby_state.h"
 #include "mooncake/master/master_server.h"
 #include "mooncake/master/master_service.h"
 
@@ -223,6 +225,40 @@ void Memory(int objects) {
   }
 }
 
+// What a standby master holds per object (mooncake/master/ha/standby_state.h), fed the journal
+// records of `objects` completed puts of one replica.
+void StandbyMemory(int objects) {
+  ManualClock clock;
+  const int64_t rss_before = RssBytes();
+  ha::StandbyState standby(&clock);
+  constexpr uint64_t kBase = uint64_t{1} << 30;
+  proto::ha::Op op;
+  ha::SegmentToProto(1, ClientId{1, 1}, SegmentDesc{"bench:1", kBase, kSegmentSize, 1},
+                     op.mutable_mounted());
+  (void)standby.ApplyOp(op);
+  size_t key_bytes = 0;
+  for (int i = 0; i < objects; ++i) {
+    const std::string key = Key(7, i);
+    key_bytes += key.size();
+    const MasterSnapshot::Replica replica{1, kBase + uint64_t{static_cast<uint64_t>(i)} * 4096};
+    op.Clear();
+    ha::ObjectToProto(key, static_cast<uint64_t>(i) + 1, 4096, 0, {&replica, 1},
+                      op.mutable_started());
+    (void)standby.ApplyOp(op);
+    op.Clear();
+    op.mutable_completed()->set_key(key);
+    op.mutable_completed()->set_put_id(static_cast<uint64_t>(i) + 1);
+    (void)standby.ApplyOp(op);
+  }
+  const int64_t rss_full = RssBytes();
+  const double per_object =
+      static_cast<double>(rss_full - rss_before) / static_cast<double>(standby.num_objects());
+  const double key_len = static_cast<double>(key_bytes) / static_cast<double>(objects);
+  std::printf("standby memory: %zu objects, RSS +%.1f MiB = %.1f bytes/object = %.1f + key\n",
+              standby.num_objects(), (rss_full - rss_before) / 1048576.0, per_object,
+              per_object - key_len);
+}
+
 }  // namespace
 }  // namespace mooncake
 
@@ -232,6 +268,7 @@ int main(int argc, char** argv) {
   const int objects = absl::GetFlag(FLAGS_objects);
   // Memory first, on a fresh heap.
   if (objects > 0) mooncake::Memory(objects);
+  if (objects > 0) mooncake::StandbyMemory(objects);
   mooncake::Throughput(absl::GetFlag(FLAGS_threads), absl::GetFlag(FLAGS_seconds));
   return 0;
 }
