@@ -121,7 +121,7 @@ class Writer:
     def __init__(self, store, tag):
         self.store, self.tag = store, tag
         self.acked = {}          # key -> bytes
-        self.ack_times = []      # monotonic time of each acknowledgement
+        self.ack_times = []      # (start, end) monotonic times of each acknowledged put
         self.failures = 0
         self.stop_flag = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -132,9 +132,10 @@ class Writer:
         while not self.stop_flag.is_set():
             key = f"{self.tag}-{i}"
             value = (key.encode() * (4096 // len(key) + 1))[:4096]
+            start = time.monotonic()
             if self.store.put(key, value) == 0:
                 self.acked[key] = value
-                self.ack_times.append(time.monotonic())
+                self.ack_times.append((start, time.monotonic()))
             else:
                 self.failures += 1
             i += 1
@@ -146,6 +147,11 @@ class Writer:
     def stop(self):
         self.stop_flag.set()
         self.thread.join(30)
+
+
+def first_ack_started_after(writer, t):
+    """When the first put that started after `t` was acknowledged."""
+    return min(end for start, end in writer.ack_times if start > t)
 
 
 def check_all_readable(store, acked):
@@ -198,7 +204,7 @@ def test_kill_9_of_the_leader_during_writes_loses_no_acknowledged_put(ha_cluster
     old.service.proc.wait()
     writer.wait_acks(200, timeout=30)
     writer.stop()
-    first_after = min(t for t in writer.ack_times if t > killed_at)
+    first_after = first_ack_started_after(writer, killed_at)
     failover = first_after - killed_at
     print(f"failover: kill -9 to first acknowledged put {failover:.2f} s "
           f"(lease TTL {LEASE_TTL} s); {len(writer.acked)} acked, {writer.failures} failed")
