@@ -400,16 +400,16 @@ TickReport MasterService::Tick() {
     std::vector<uint32_t> dead;
     {
       absl::MutexLock lock(&seg_mu_);
-      const int64_t gap = last_tick_ns_ == 0 ? 0 : now - last_tick_ns_;
+      const int64_t gap = now - last_tick_ns_;
       last_tick_ns_ = now;
       if (options_.tick_stall_threshold > absl::ZeroDuration() &&
           gap > absl::ToInt64Nanoseconds(options_.tick_stall_threshold)) {
         // The master was not running: the silence of the gap was its own, not the clients'.
+        // Their heartbeats of the gap may have timed out on their side, so each gets a whole
+        // client_ttl from now to be heard again.
         MC_LOG(WARNING) << "master stalled for " << absl::FormatDuration(absl::Nanoseconds(gap))
-                        << "; the gap does not count toward any client's ttl";
-        for (auto& [id, client] : clients_) {
-          client->last_heartbeat_ns = std::min(now, client->last_heartbeat_ns + gap);
-        }
+                        << "; every client gets a full ttl from now";
+        for (auto& [id, client] : clients_) client->last_heartbeat_ns = now;
       }
       const int64_t ttl_ns = absl::ToInt64Nanoseconds(options_.client_ttl);
       for (auto it = clients_.begin(); it != clients_.end();) {

@@ -56,6 +56,8 @@ MasterService::MasterService(const MasterServiceOptions& options, Clock* clock)
   MC_CHECK(clock_ != nullptr);
   // Never 0 (0 means "no put id"); distinct across restarts of the master.
   next_put_id_ = (Rng(options_.seed ^ static_cast<uint64_t>(clock_->NowNanos())).Next64() >> 1) | 1;
+  // A stall before the first Tick counts too.
+  last_tick_ns_ = clock_->NowNanos();
   const absl::Status valid = ValidateMasterServiceOptions(options_);
   MC_CHECK(valid.ok()) << valid;
 }

@@ -92,8 +92,8 @@ struct MasterServiceOptions {
   // service. High availability ships it to the standby masters.
   MasterJournal* journal = nullptr;
   // A gap between two Ticks longer than this means the master itself was stalled (SIGSTOP, a
-  // frozen VM): clients could not be heard meanwhile, so their silence during the gap does not
-  // count toward client_ttl. Zero turns this off (tests that jump a manual clock).
+  // frozen VM): clients could not be heard meanwhile, so each gets a whole client_ttl from the
+  // end of the gap. Zero turns this off (tests that jump a manual clock).
   absl::Duration tick_stall_threshold = absl::ZeroDuration();
 };
 

@@ -156,7 +156,7 @@ absl::Status MasterService::Restore(const MasterSnapshot& snapshot) ABSL_NO_THRE
       discarded_bytes_ += SegmentAllocator::AlignedSize(in.size);
     }
   }
-  last_tick_ns_ = 0;
+  last_tick_ns_ = now;
   seg_mu_.Unlock();
   for (size_t s = kNumShards; s > 0; --s) shards_[s - 1].mu.Unlock();
   MC_LOG(INFO) << "restored " << snapshot.segments.size() << " segment(s), "

@@ -44,15 +44,21 @@ absl::optional<uint64_t> SegmentAllocator::Allocate(uint64_t size) {
   return offset;
 }
 
-absl::Status SegmentAllocator::Free(uint64_t offset, uint64_t size) {
+absl::Status SegmentAllocator::CheckBlock(const char* what, uint64_t offset, uint64_t size) const {
   const uint64_t len = AlignedSize(size);
   if (size == 0 || len == 0 || offset % kAlignment != 0 || offset > capacity_ ||
       len > capacity_ - offset) {
     // The last block of an unaligned capacity may end past capacity_ only if it was never handed
     // out; Allocate never returns such a block.
     return absl::InvalidArgumentError(
-        absl::StrCat("free of [", offset, ", +", size, ") outside segment of ", capacity_));
+        absl::StrCat(what, " of [", offset, ", +", size, ") outside segment of ", capacity_));
   }
+  return absl::OkStatus();
+}
+
+absl::Status SegmentAllocator::Free(uint64_t offset, uint64_t size) {
+  const uint64_t len = AlignedSize(size);
+  if (absl::Status s = CheckBlock("free", offset, size); !s.ok()) return s;
   const uint64_t end = offset + len;
   // The freed range must not overlap any free extent.
   auto next = by_offset_.lower_bound(offset);
@@ -89,11 +95,7 @@ absl::Status SegmentAllocator::Free(uint64_t offset, uint64_t size) {
 
 absl::Status SegmentAllocator::Reserve(uint64_t offset, uint64_t size) {
   const uint64_t len = AlignedSize(size);
-  if (size == 0 || len == 0 || offset % kAlignment != 0 || offset > capacity_ ||
-      len > capacity_ - offset) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("reserve of [", offset, ", +", size, ") outside segment of ", capacity_));
-  }
+  if (absl::Status s = CheckBlock("reserve", offset, size); !s.ok()) return s;
   // The free extent holding `offset` must cover the whole block.
   auto it = by_offset_.upper_bound(offset);
   if (it == by_offset_.begin()) {

@@ -69,6 +69,8 @@ class SegmentAllocator {
   absl::Status CheckInvariants() const;
 
  private:
+  // An aligned block of `size` bytes at `offset` inside the segment; `what` names the call.
+  absl::Status CheckBlock(const char* what, uint64_t offset, uint64_t size) const;
   void InsertExtent(uint64_t offset, uint64_t size);
   void EraseExtent(uint64_t offset, uint64_t size);
 

@@ -23,26 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-HOST = "127.0.0.1"
+from harness import HOST, free_port, http_get  # stdlib only, beside this script
+
 BIN = os.path.dirname(sys.executable)
 SIZES = [1 << 10, 4 << 10, 64 << 10, 1 << 20, 4 << 20]
 PER_SIZE = 6
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def http_get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status, resp.read()
-    except OSError:
-        return None, b""
 
 
 def wait(what, ready, proc, log, timeout=30.0):

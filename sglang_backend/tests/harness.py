@@ -18,7 +18,8 @@ import tempfile
 import time
 import urllib.request
 
-import numpy as np
+# numpy is imported where arrays are made, so stdlib-only scripts (foreign_root_check.py) can use
+# the rest of this module on a bare machine.
 
 # Error codes of the Python boundary (docs/compatibility.md section 4).
 OK = 0
@@ -162,6 +163,7 @@ class PageFirstPool:
     """
 
     def __init__(self, num_pages, page_bytes, mla=False, allocator=None, reserve_bytes=0):
+        import numpy as np
         self.num_pages = num_pages
         self.page_bytes = page_bytes
         self.kinds = 1 if mla else 2
@@ -199,6 +201,7 @@ class PageFirstPool:
 
     def fill(self, pages, seed):
         """Fills the objects of `pages` with bytes determined by `seed` and the page."""
+        import numpy as np
         for p in pages:
             for kind in range(self.kinds):
                 rng = np.random.default_rng([seed, p, kind])
@@ -211,6 +214,7 @@ class PageFirstPool:
 
 def expected_object(seed, page, kind, size):
     """The bytes PageFirstPool.fill(…, seed) wrote for object (kind, page)."""
+    import numpy as np
     return np.random.default_rng([seed, page, kind]).integers(0, 256, size, dtype=np.uint8)
 
 
