@@ -159,15 +159,20 @@ def check_all_readable(store, acked):
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged objects lost: {missing[:5]}"
 
 
+def in_sync_count(leader):
+    return sum(s["state"] == "in_sync" for s in leader.status().get("standbys", []))
+
+
 @pytest.fixture
-def ha_cluster(stores):
+def ha_cluster(stores, request):
+    count = getattr(request, "param", 2)
     etcd = EtcdCluster()
     cluster_id = f"test-{os.getpid()}-{time.monotonic_ns()}"
     masters = [HaMaster(etcd, cluster_id, "ha-master-a")]
     wait_for(lambda: masters[0].role() == "leader", 20, "a leader")
-    masters.append(HaMaster(etcd, cluster_id, "ha-master-b"))
-    wait_for(lambda: any(s["state"] == "in_sync" for s in masters[0].status()["standbys"]), 20,
-             "the standby in sync")
+    for name in "bc"[:count - 1]:
+        masters.append(HaMaster(etcd, cluster_id, f"ha-master-{name}"))
+    wait_for(lambda: in_sync_count(masters[0]) == count - 1, 20, "every standby in sync")
     os.environ["MOONCAKE_CLUSTER_ID"] = cluster_id
     store = stores()
     assert harness.setup_store(store, f"etcd://{etcd.endpoints()}", segment=64 << 20) == 0
@@ -263,4 +268,26 @@ def test_restart_of_every_master_in_turn_loses_nothing(ha_cluster):
             m.start()
     wait_for(lambda: in_sync_standby(masters), 20, "a standby in sync")
     writer.stop()
+    check_all_readable(store, writer.acked)
+
+
+@pytest.mark.parametrize("ha_cluster", [3], indirect=True)
+def test_three_masters_two_failovers_lose_nothing(ha_cluster):
+    """Leader and two standbys: after a kill -9 the other standby follows the new leader (a new
+    stream, a new snapshot) and can take over in turn."""
+    etcd, masters, store = ha_cluster
+    writer = Writer(store, "three")
+    writer.wait_acks(100)
+    for _ in range(2):
+        old = leader_of(masters)
+        old.service.proc.kill()
+        old.service.proc.wait()
+        writer.wait_acks(100, timeout=30)
+        new = leader_of(masters)
+        assert new is not None and new is not old
+        # The remaining standby re-joins the new leader before the next failover.
+        survivors = [m for m in masters if m.service.alive()]
+        wait_for(lambda: in_sync_count(new) == len(survivors) - 1, 20, "the standby in sync")
+    writer.stop()
+    assert leader_of(masters).status()["empty_takeovers"] == 0
     check_all_readable(store, writer.acked)
