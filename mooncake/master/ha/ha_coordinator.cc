@@ -311,6 +311,10 @@ void HaCoordinator::StepDown(const std::string& why) {
   MC_LOG(WARNING) << "master " << id_ << " stops leading: " << why;
   log_->Close();
   linked_.clear();
+  // The leadership keys hang on our lease: give it up, or a lease that keepalives can still
+  // renew would keep master_view pointing at a master that no longer serves. A new lease (and
+  // member key) follows in the main loop.
+  if (const int64_t old = lease_.exchange(0); old != 0) (void)etcd_->LeaseRevoke(old);
   absl::MutexLock lock(&mu_);
   last_event_ = absl::StrCat("stepped down: ", why);
   leader_address_.clear();
