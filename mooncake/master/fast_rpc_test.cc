@@ -82,10 +82,12 @@ TEST_F(FastRpcTest, HeartbeatAdvertisesThePortAndHotCallsGiveTheSameAnswers) {
 TEST_F(FastRpcTest, DeadFastPortIsUnavailableAndMalformedFramesCloseOnlyTheirConnection) {
   FastRpcClient dead("127.0.0.1", UnusedLoopbackPort(), absl::Seconds(1));
   EXPECT_EQ(dead.Codes(FastRpcOp::kExist, {"x"}).status().code(), absl::StatusCode::kUnavailable);
-  for (const char* junk : {"GET / HTTP/1.1\r\n\r\n", "MCFR\x01\x01\0\0\xff\xff\xff\xff"}) {
+  // Not the protocol at all; and a well-formed 12-byte header announcing a 4 GiB payload.
+  for (const std::string& junk : {std::string("GET / HTTP/1.1\r\n\r\n"),
+                                  std::string("MCFR\x01\x01\0\0\xff\xff\xff\xff", 12)}) {
     absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server_->fast_rpc_port(), absl::Seconds(1));
     ASSERT_TRUE(fd.ok());
-    ASSERT_TRUE(SendAll(*fd, junk, 16).ok());
+    ASSERT_TRUE(SendAll(*fd, junk.data(), junk.size()).ok());
     char c;
     EXPECT_EQ(recv(*fd, &c, 1, 0), 0);
     close(*fd);
