@@ -83,7 +83,7 @@ absl::Status MasterService::Restore(const MasterSnapshot& snapshot) ABSL_NO_THRE
 
   absl::flat_hash_map<uint32_t, uint32_t> ids;  // snapshot id -> our id
   for (const MasterSnapshot::Segment& in : snapshot.segments) {
-    if (ids.contains(in.id) || master_internal::ValidateSegmentDesc(in.desc).ok() == false ||
+    if (ids.contains(in.id) || !master_internal::ValidateSegmentDesc(in.desc).ok() ||
         segment_ids_.contains(std::make_pair(in.desc.name, in.desc.base))) {
       fail(absl::StrCat("segment ", in.desc.name, " (id ", in.id, ") is invalid or repeated"));
       continue;

@@ -7,11 +7,11 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "mooncake/common/error_code.h"
+#include "mooncake/metadata/etcd_json.h"
 #include "nlohmann/json.hpp"
 
 namespace mooncake::metadata {
@@ -76,27 +76,6 @@ GatewayReply Post(httplib::Client& http, const std::string& path, const std::str
     reply.complete = true;
   }
   return reply;
-}
-
-// ParseReply parses a 200 reply of the gateway.
-absl::StatusOr<json> ParseReply(const std::string& body, const std::string& what) {
-  json reply = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!reply.is_object()) {
-    return MakeError(ErrorCode::ETCD_OPERATION_ERROR,
-                     absl::StrCat("etcd ", what,
-                                  ": reply is not a JSON object (is the endpoint an etcd 3.4+ "
-                                  "client URL?)"));
-  }
-  return reply;
-}
-
-int64_t JsonInt(const json& object, const char* field) {
-  auto it = object.find(field);
-  if (it == object.end()) return 0;  // proto3 JSON omits zero values
-  if (it->is_number_integer()) return it->get<int64_t>();
-  int64_t value = 0;
-  if (it->is_string() && absl::SimpleAtoi(it->get<std::string>(), &value)) return value;
-  return 0;
 }
 
 }  // namespace
@@ -185,7 +164,7 @@ absl::StatusOr<std::string> EtcdMetadataClient::Get(const std::string& key) {
   json request = {{"key", absl::Base64Escape(key)}};
   auto body = Call("/v3/kv/range", request.dump(), what);
   if (!body.ok()) return body.status();
-  auto reply = ParseReply(*body, what);
+  auto reply = ParseEtcdReply(*body, what);
   if (!reply.ok()) return reply.status();
   auto kvs = reply->find("kvs");
   if (kvs == reply->end() || !kvs->is_array() || kvs->empty()) {
@@ -215,9 +194,9 @@ absl::Status EtcdMetadataClient::Remove(const std::string& key) {
   json request = {{"key", absl::Base64Escape(key)}};
   auto body = Call("/v3/kv/deleterange", request.dump(), what);
   if (!body.ok()) return body.status();
-  auto reply = ParseReply(*body, what);
+  auto reply = ParseEtcdReply(*body, what);
   if (!reply.ok()) return reply.status();
-  if (JsonInt(*reply, "deleted") == 0) {
+  if (EtcdJsonInt(*reply, "deleted") == 0) {
     return absl::NotFoundError(absl::StrCat("key '", key, "' not found in etcd"));
   }
   return absl::OkStatus();

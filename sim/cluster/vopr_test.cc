@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "mooncake/common/logging.h"
@@ -60,6 +61,17 @@ TEST_P(VoprSeedsTest, HoldEveryInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(Blocks, VoprSeedsTest, ::testing::Range(0, kBlocks));
 
+// FirstViolation runs seeds 1..max_seeds of `base` until one fails: that seed and its violation,
+// or {0, ""} when all pass.
+std::pair<uint64_t, std::string> FirstViolation(VoprOptions base, uint64_t max_seeds) {
+  for (uint64_t seed = 1; seed <= max_seeds; ++seed) {
+    base.seed = seed;
+    const VoprResult r = RunVopr(base);
+    if (!r.ok) return {seed, r.violation};
+  }
+  return {0, ""};
+}
+
 // High availability: the same invariants with a leader and a standby master, where every master
 // fault is a failover (kill of the leader, takeover by the standby from the replicated journal).
 // Invariant 2 excuses nothing for a failover: an acknowledged put must survive it.
@@ -85,19 +97,10 @@ TEST_F(VoprTest, HaSeedsHoldEveryInvariantAcrossFailovers) {
 // The planted HA bug (the leader answers before the standby confirmed) loses acknowledged puts
 // in a failover, and the VOPR sees it within a few seeds.
 TEST_F(VoprTest, PlantedAckBeforeReplicatingIsCaught) {
-  uint64_t caught_at = 0;
-  std::string violation;
-  for (uint64_t seed = 1; seed <= 30 && caught_at == 0; ++seed) {
-    VoprOptions o;
-    o.seed = seed;
-    o.ha = true;
-    o.plant_ack_before_replicating = true;
-    const VoprResult r = RunVopr(o);
-    if (!r.ok) {
-      caught_at = seed;
-      violation = r.violation;
-    }
-  }
+  VoprOptions planted;
+  planted.ha = true;
+  planted.plant_ack_before_replicating = true;
+  const auto [caught_at, violation] = FirstViolation(planted, 30);
   ASSERT_NE(caught_at, 0u) << "the planted bug survived 30 seeds";
   EXPECT_TRUE(violation.find("invariant 2") != std::string::npos ||
               violation.find("invariant 1") != std::string::npos)
@@ -109,18 +112,9 @@ TEST_F(VoprTest, PlantedAckBeforeReplicatingIsCaught) {
 // A planted bug (eviction ignores read leases, enabled through the master's test-only option) is
 // caught within a few seeds; the same seeds pass without the plant.
 TEST_F(VoprTest, PlantedEvictionOfLeasedObjectsIsCaught) {
-  uint64_t caught_at = 0;
-  std::string violation;
-  for (uint64_t seed = 1; seed <= 20 && caught_at == 0; ++seed) {
-    VoprOptions o;
-    o.seed = seed;
-    o.plant_evict_leased = true;
-    const VoprResult r = RunVopr(o);
-    if (!r.ok) {
-      caught_at = seed;
-      violation = r.violation;
-    }
-  }
+  VoprOptions planted;
+  planted.plant_evict_leased = true;
+  const auto [caught_at, violation] = FirstViolation(planted, 20);
   ASSERT_NE(caught_at, 0u) << "the planted bug survived 20 seeds";
   EXPECT_TRUE(violation.find("invariant 4") != std::string::npos ||
               violation.find("invariant 1") != std::string::npos)

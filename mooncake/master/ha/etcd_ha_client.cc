@@ -1,9 +1,9 @@
 #include "mooncake/master/ha/etcd_ha_client.h"
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "mooncake/common/error_code.h"
+#include "mooncake/metadata/etcd_json.h"
 #include "nlohmann/json.hpp"
 
 namespace mooncake::ha {
@@ -11,31 +11,12 @@ namespace {
 
 using json = nlohmann::json;
 
-// proto3 JSON writes int64 as strings and omits zeros.
-int64_t Int(const json& object, const char* field) {
-  auto it = object.find(field);
-  if (it == object.end()) return 0;
-  if (it->is_number_integer()) return it->get<int64_t>();
-  int64_t value = 0;
-  if (it->is_string() && absl::SimpleAtoi(it->get<std::string>(), &value)) return value;
-  return 0;
-}
-
-std::string Bytes(const json& object, const char* field) {
-  auto it = object.find(field);
-  std::string out;
-  if (it != object.end() && it->is_string()) absl::Base64Unescape(it->get<std::string>(), &out);
-  return out;
-}
+using metadata::EtcdJsonBytes;
+using metadata::EtcdJsonInt;
 
 absl::StatusOr<json> Parse(const absl::StatusOr<std::string>& body, const std::string& what) {
   if (!body.ok()) return body.status();
-  json reply = json::parse(*body, nullptr, /*allow_exceptions=*/false);
-  if (!reply.is_object()) {
-    return MakeError(ErrorCode::ETCD_OPERATION_ERROR,
-                     absl::StrCat("etcd ", what, ": reply is not a JSON object"));
-  }
-  return reply;
+  return metadata::ParseEtcdReply(*body, what);
 }
 
 std::vector<EtcdKeyValue> Kvs(const json& reply) {
@@ -44,11 +25,11 @@ std::vector<EtcdKeyValue> Kvs(const json& reply) {
   if (kvs == reply.end() || !kvs->is_array()) return out;
   for (const json& kv : *kvs) {
     EtcdKeyValue e;
-    e.key = Bytes(kv, "key");
-    e.value = Bytes(kv, "value");
-    e.create_revision = Int(kv, "create_revision");
-    e.mod_revision = Int(kv, "mod_revision");
-    e.lease = Int(kv, "lease");
+    e.key = EtcdJsonBytes(kv, "key");
+    e.value = EtcdJsonBytes(kv, "value");
+    e.create_revision = EtcdJsonInt(kv, "create_revision");
+    e.mod_revision = EtcdJsonInt(kv, "mod_revision");
+    e.lease = EtcdJsonInt(kv, "lease");
     out.push_back(std::move(e));
   }
   return out;
@@ -81,12 +62,12 @@ absl::StatusOr<int64_t> EtcdHaClient::LeaseGrant(int64_t ttl_seconds, int64_t* g
       Parse(etcd_->PostJson("/v3/lease/grant", json{{"TTL", ttl_seconds}}.dump(), "lease grant"),
             "lease grant");
   if (!reply.ok()) return reply.status();
-  const int64_t id = Int(*reply, "ID");
+  const int64_t id = EtcdJsonInt(*reply, "ID");
   if (id == 0) {
     return MakeError(ErrorCode::ETCD_OPERATION_ERROR,
                      absl::StrCat("etcd lease grant: no lease in reply: ", reply->dump()));
   }
-  if (granted != nullptr) *granted = Int(*reply, "TTL");
+  if (granted != nullptr) *granted = EtcdJsonInt(*reply, "TTL");
   return id;
 }
 
@@ -97,7 +78,7 @@ absl::StatusOr<int64_t> EtcdHaClient::LeaseKeepAlive(int64_t lease) {
   if (!reply.ok()) return reply.status();
   auto result = reply->find("result");
   if (result == reply->end() || !result->is_object()) return 0;
-  return Int(*result, "TTL");
+  return EtcdJsonInt(*result, "TTL");
 }
 
 absl::Status EtcdHaClient::LeaseRevoke(int64_t lease) {
@@ -158,7 +139,8 @@ absl::StatusOr<bool> EtcdHaClient::Txn(const std::vector<EtcdCompare>& compares,
   if (!reply.ok()) return reply.status();
   if (revision != nullptr) {
     auto header = reply->find("header");
-    *revision = header != reply->end() && header->is_object() ? Int(*header, "revision") : 0;
+    *revision =
+        header != reply->end() && header->is_object() ? EtcdJsonInt(*header, "revision") : 0;
   }
   auto succeeded = reply->find("succeeded");
   return succeeded != reply->end() && succeeded->is_boolean() && succeeded->get<bool>();

@@ -23,6 +23,14 @@ json ParseObject(const std::string& text) {
   return j.is_object() ? j : json::object();
 }
 
+// Both etcd connections (main loop, keepalives) use the short per-endpoint timeouts.
+metadata::EtcdMetadataClientOptions EtcdOptions(const HaOptions& options) {
+  metadata::EtcdMetadataClientOptions o;
+  o.connect_timeout = options.etcd_timeout;
+  o.io_timeout = options.etcd_timeout;
+  return o;
+}
+
 std::string Str(const json& j, const char* field) {
   auto it = j.find(field);
   return it != j.end() && it->is_string() ? it->get<std::string>() : "";
@@ -49,10 +57,7 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Start(const HaOpti
   if (options.lease_ttl_seconds < 1 || options.lease_ttl_seconds > 600) {
     return MakeError(ErrorCode::INVALID_PARAMS, "HA lease TTL must be 1..600 seconds");
   }
-  metadata::EtcdMetadataClientOptions etcd_options;
-  etcd_options.connect_timeout = options.etcd_timeout;
-  etcd_options.io_timeout = options.etcd_timeout;
-  auto etcd = EtcdHaClient::Create(options.etcd_endpoints, etcd_options);
+  auto etcd = EtcdHaClient::Create(options.etcd_endpoints, EtcdOptions(options));
   if (!etcd.ok()) return MakeError(ErrorCode::INVALID_PARAMS, etcd.status().message());
   std::unique_ptr<HaCoordinator> c(new HaCoordinator(options, service, log, *std::move(etcd)));
   if (absl::Status s = c->receiver_->Listen(options.bind_host, options.replication_port); !s.ok()) {
@@ -74,12 +79,11 @@ absl::StatusOr<std::unique_ptr<HaCoordinator>> HaCoordinator::Start(const HaOpti
 
 HaCoordinator::HaCoordinator(const HaOptions& options, MasterService* service, ReplicationLog* log,
                              std::unique_ptr<EtcdHaClient> etcd)
-    : options_(options), service_(service), log_(log), etcd_(std::move(etcd)), keepalive_etcd_([&] {
-        metadata::EtcdMetadataClientOptions o;
-        o.connect_timeout = options.etcd_timeout;
-        o.io_timeout = options.etcd_timeout;
-        return std::move(*EtcdHaClient::Create(options.etcd_endpoints, o));
-      }()) {
+    : options_(options),
+      service_(service),
+      log_(log),
+      etcd_(std::move(etcd)),  // The endpoints parsed for `etcd` already: this Create cannot fail.
+      keepalive_etcd_(*EtcdHaClient::Create(options.etcd_endpoints, EtcdOptions(options))) {
   std::random_device random;
   id_ = absl::StrCat(absl::Hex(uint64_t{random()} << 32 | random(), absl::kZeroPad16));
   receiver_ = std::make_unique<ReplicationReceiver>(

@@ -102,6 +102,10 @@ ReplicationLog::~ReplicationLog() { Close(); }
 void ReplicationLog::AppendLocked(proto::ha::Op* op) {
   const uint64_t seq = tail_.load(std::memory_order_relaxed) + 1;
   tail_.store(seq, std::memory_order_release);
+  Link* last = nullptr;  // gets the record itself; the others a copy
+  for (const std::shared_ptr<Link>& link : links_) {
+    if (!link->failed) last = link.get();
+  }
   for (const std::shared_ptr<Link>& link : links_) {
     if (link->failed) continue;
     if (link->pending.ops_size() >= kMaxPendingOps) {
@@ -113,7 +117,11 @@ void ReplicationLog::AppendLocked(proto::ha::Op* op) {
     if (link->pending.ops_size() == 0) link->pending.set_first_seq(seq);
     if (link->acked == link->last_seq) link->progress_ns = clock_->NowNanos();
     link->last_seq = seq;
-    *link->pending.add_ops() = *op;
+    if (link.get() == last) {
+      link->pending.add_ops()->Swap(op);
+    } else {
+      *link->pending.add_ops() = *op;
+    }
   }
 }
 
