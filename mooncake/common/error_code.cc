@@ -45,6 +45,10 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "UNAVAILABLE_IN_CURRENT_STATUS",
      absl::StatusCode::kUnavailable},
     {ErrorCode::NOT_SUPPORTED, "NOT_SUPPORTED", absl::StatusCode::kUnimplemented},
+    {ErrorCode::FILE_NOT_FOUND, "FILE_NOT_FOUND", absl::StatusCode::kNotFound},
+    {ErrorCode::FILE_OPEN_FAIL, "FILE_OPEN_FAIL", absl::StatusCode::kUnavailable},
+    {ErrorCode::FILE_READ_FAIL, "FILE_READ_FAIL", absl::StatusCode::kDataLoss},
+    {ErrorCode::FILE_WRITE_FAIL, "FILE_WRITE_FAIL", absl::StatusCode::kResourceExhausted},
 };
 
 const CodeInfo* Find(ErrorCode code) {

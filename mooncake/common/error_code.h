@@ -49,6 +49,11 @@ enum class ErrorCode : int32_t {
   // A standby master (high availability): only the leader serves.
   UNAVAILABLE_IN_CURRENT_STATUS = -1010,
   NOT_SUPPORTED = -1012,
+  // The SSD tier (mooncake/disk).
+  FILE_NOT_FOUND = -1100,
+  FILE_OPEN_FAIL = -1101,
+  FILE_READ_FAIL = -1102,
+  FILE_WRITE_FAIL = -1103,
 };
 
 // ErrorCodeName returns the enumerator's name ("OBJECT_NOT_FOUND"), or "UNKNOWN_ERROR_CODE".
