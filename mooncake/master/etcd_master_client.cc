@@ -195,4 +195,9 @@ absl::StatusOr<std::vector<SegmentStatus>> EtcdMasterClient::ListSegments() {
   return Run(true, [&](GrpcMasterClient& m) { return m.ListSegments(); });
 }
 
+absl::StatusOr<OffloadSyncResult> EtcdMasterClient::OffloadSync(const ClientId& client,
+                                                                const OffloadSyncRequest& request) {
+  return Run(false, [&](GrpcMasterClient& m) { return m.OffloadSync(client, request); });
+}
+
 }  // namespace mooncake

@@ -66,6 +66,8 @@ class EtcdMasterClient final : public MasterClient {
                               uint64_t base) override;
   absl::StatusOr<HeartbeatResult> Heartbeat(const ClientId& client) override;
   absl::StatusOr<std::vector<SegmentStatus>> ListSegments() override;
+  absl::StatusOr<OffloadSyncResult> OffloadSync(const ClientId& client,
+                                                const OffloadSyncRequest& request) override;
 
  private:
   EtcdMasterClient(const EtcdMasterClientOptions& options, std::string cluster_id,

@@ -14,7 +14,7 @@ namespace mooncake {
 namespace {
 
 constexpr uint32_t kMagic = 0x5246434d;  // "MCFR"
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = kFastRpcVersion;
 
 struct Header {
   uint32_t magic = kMagic;
@@ -113,6 +113,7 @@ void WriteObjects(const std::vector<ObjectReplicas>& objects, Writer& w) {
       w.U64(r.address);
       w.U64(r.size);
       w.U64(r.segment_instance);
+      w.U8(r.disk ? 1 : 0);
     }
   }
 }
@@ -124,13 +125,14 @@ bool ReadObjects(Reader& r, std::vector<ObjectReplicas>* out) {
     o.error = ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR);
     o.size = r.U64();
     o.put_id = r.U64();
-    uint32_t m = r.Count(28);  // name length + address + size + instance
+    uint32_t m = r.Count(29);  // name length + address + size + instance + disk
     o.replicas.resize(m);
     for (ReplicaDesc& d : o.replicas) {
       d.segment_name = std::string(r.Str());
       d.address = r.U64();
       d.size = r.U64();
       d.segment_instance = r.U64();
+      d.disk = r.U8() != 0;
     }
     if (!r.ok()) return false;
   }

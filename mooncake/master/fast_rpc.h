@@ -31,6 +31,8 @@
 
 namespace mooncake {
 
+// kFastRpcVersion is the frame version (2: replicas carry the disk flag); others are refused.
+inline constexpr uint8_t kFastRpcVersion = 2;
 inline constexpr uint32_t kMaxFastRpcPayload = 64u << 20;
 
 enum class FastRpcOp : uint8_t {

@@ -218,7 +218,7 @@ TEST(FastRpcBudgetTest, PeersCannotMakeTheServerHoldMoreThanItsBudget) {
   for (int i = 0; i < 8; ++i) {
     absl::StatusOr<int> fd = ConnectTcp("127.0.0.1", server.port(), absl::Seconds(1));
     ASSERT_TRUE(fd.ok());
-    char header[12] = {'M', 'C', 'F', 'R', 1, 1, 0, 0};
+    char header[12] = {'M', 'C', 'F', 'R', 1, kFastRpcVersion, 0, 0};
     const uint32_t claimed = 60u << 20;
     memcpy(header + 8, &claimed, 4);
     std::string some(100 << 10, 'x');
@@ -235,7 +235,7 @@ TEST(FastRpcBudgetTest, PeersCannotMakeTheServerHoldMoreThanItsBudget) {
   std::string request(12, '\0');
   memcpy(request.data(), "MCFR", 4);
   request[4] = static_cast<char>(FastRpcOp::kExist);
-  request[5] = 1;
+  request[5] = static_cast<char>(kFastRpcVersion);
   const uint32_t length = 8 << 20;
   memcpy(request.data() + 8, &length, 4);
   request.append(length, '\0');

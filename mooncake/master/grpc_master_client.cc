@@ -337,6 +337,30 @@ absl::StatusOr<HeartbeatResult> GrpcMasterClient::Heartbeat(const ClientId& clie
   return out;
 }
 
+absl::StatusOr<OffloadSyncResult> GrpcMasterClient::OffloadSync(const ClientId& client,
+                                                                const OffloadSyncRequest& request) {
+  proto::OffloadSyncRequest req;
+  ToProto(client, req.mutable_client_id());
+  for (const DiskObjectRef& o : request.stored) ToProto(o, req.add_stored());
+  for (const DiskObjectRef& o : request.recovered) ToProto(o, req.add_recovered());
+  for (const DiskObjectRef& o : request.lost) ToProto(o, req.add_lost());
+  req.set_max_tasks(request.max_tasks);
+  proto::OffloadSyncResponse resp;
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::Status status = stub_->OffloadSync(&context, req, &resp);
+  if (!status.ok()) return RpcError(status, "OffloadSync");
+  if (absl::Status s = Rejected(resp, "OffloadSync"); !s.ok()) return s;
+  OffloadSyncResult out;
+  out.lease_ttl = absl::Milliseconds(static_cast<int64_t>(resp.lease_ttl_ms()));
+  out.tasks.reserve(resp.tasks_size());
+  for (const proto::OffloadTask& t : resp.tasks()) {
+    out.tasks.push_back(OffloadTask{t.key(), t.put_id(), t.size(), t.address()});
+  }
+  for (const proto::DiskObject& o : resp.drop()) out.drop.push_back(FromProto(o));
+  return out;
+}
+
 absl::StatusOr<std::vector<SegmentStatus>> GrpcMasterClient::ListSegments() {
   proto::ListSegmentsRequest req;
   proto::ListSegmentsResponse resp;

@@ -73,6 +73,8 @@ class GrpcMasterClient final : public MasterClient {
                               uint64_t base) override;
   absl::StatusOr<HeartbeatResult> Heartbeat(const ClientId& client) override;
   absl::StatusOr<std::vector<SegmentStatus>> ListSegments() override;
+  absl::StatusOr<OffloadSyncResult> OffloadSync(const ClientId& client,
+                                                const OffloadSyncRequest& request) override;
 
  private:
   GrpcMasterClient(const GrpcMasterClientOptions& options, std::shared_ptr<grpc::Channel> channel);

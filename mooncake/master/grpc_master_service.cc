@@ -169,4 +169,27 @@ grpc::Status GrpcMasterService::ListSegments(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status GrpcMasterService::OffloadSync(grpc::ServerContext*,
+                                            const proto::OffloadSyncRequest* req,
+                                            proto::OffloadSyncResponse* resp) {
+  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  OffloadSyncRequest request;
+  for (const proto::DiskObject& o : req->stored()) request.stored.push_back(FromProto(o));
+  for (const proto::DiskObject& o : req->recovered()) request.recovered.push_back(FromProto(o));
+  for (const proto::DiskObject& o : req->lost()) request.lost.push_back(FromProto(o));
+  request.max_tasks = req->max_tasks();
+  auto result = service_->OffloadSync(FromProto(req->client_id()), request);
+  if (!result.ok()) return Reject(result.status(), resp);
+  resp->set_lease_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->lease_ttl)));
+  for (const OffloadTask& t : result->tasks) {
+    proto::OffloadTask* out = resp->add_tasks();
+    out->set_key(t.key);
+    out->set_put_id(t.put_id);
+    out->set_size(t.size);
+    out->set_address(t.address);
+  }
+  for (const DiskObjectRef& o : result->drop) ToProto(o, resp->add_drop());
+  return grpc::Status::OK;
+}
+
 }  // namespace mooncake

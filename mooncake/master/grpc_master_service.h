@@ -52,6 +52,8 @@ class GrpcMasterService final : public proto::MasterService::Service {
                          proto::HeartbeatResponse* resp) override;
   grpc::Status ListSegments(grpc::ServerContext* context, const proto::ListSegmentsRequest* req,
                             proto::ListSegmentsResponse* resp) override;
+  grpc::Status OffloadSync(grpc::ServerContext* context, const proto::OffloadSyncRequest* req,
+                           proto::OffloadSyncResponse* resp) override;
 
   // set_fast_rpc_port makes heartbeats advertise the fast RPC port to clients.
   void set_fast_rpc_port(int port) { fast_rpc_port_.store(port); }

@@ -73,4 +73,9 @@ absl::StatusOr<std::vector<SegmentStatus>> LocalMasterClient::ListSegments() {
   return service_->ListSegments();
 }
 
+absl::StatusOr<OffloadSyncResult> LocalMasterClient::OffloadSync(const ClientId& client,
+                                                                 const OffloadSyncRequest& request) {
+  return service_->OffloadSync(client, request);
+}
+
 }  // namespace mooncake

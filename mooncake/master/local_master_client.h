@@ -40,6 +40,8 @@ class LocalMasterClient final : public MasterClient {
                               uint64_t base) override;
   absl::StatusOr<HeartbeatResult> Heartbeat(const ClientId& client) override;
   absl::StatusOr<std::vector<SegmentStatus>> ListSegments() override;
+  absl::StatusOr<OffloadSyncResult> OffloadSync(const ClientId& client,
+                                                const OffloadSyncRequest& request) override;
 
  private:
   MasterService* const service_;

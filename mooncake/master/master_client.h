@@ -77,6 +77,11 @@ class MasterClient {
   virtual absl::StatusOr<HeartbeatResult> Heartbeat(const ClientId& client) = 0;
 
   virtual absl::StatusOr<std::vector<SegmentStatus>> ListSegments() = 0;
+
+  // OffloadSync: the SSD tier of `client`'s process reports and takes work (see
+  // MasterService::OffloadSync). NOT_SUPPORTED from a master without --enable_offload.
+  virtual absl::StatusOr<OffloadSyncResult> OffloadSync(const ClientId& client,
+                                                        const OffloadSyncRequest& request) = 0;
 };
 
 }  // namespace mooncake

@@ -26,7 +26,22 @@ uint64_t MasterService::Evict(int64_t now) {
                              r->lease_expiry_ns};
   };
   auto rank = [&](const ObjectRecord* r) { return policy.Rank(candidate(r)); };
-  auto evictable = [&](const ObjectRecord* r) { return policy.Evictable(candidate(r), now); };
+  // An object already only on disk has no memory left to free.
+  auto evictable = [&](const ObjectRecord* r) {
+    return r->num_replicas > 0 && policy.Evictable(candidate(r), now);
+  };
+  // An object with a disk copy loses only its memory replicas and stays readable.
+  std::vector<ObjectRecord*> to_disk;
+  auto keep_on_disk = [&]() {
+    if (to_disk.empty()) return;
+    absl::MutexLock seg_lock(&seg_mu_);
+    for (ObjectRecord* r : to_disk) {
+      FreeRecordReplicas(*r);
+      r->SetReplicas({});
+    }
+    Add(counters_->evicted_to_disk, to_disk.size());
+    to_disk.clear();
+  };
   std::vector<uint64_t> ranks;
   for (size_t s = 0; s < kNumShards; ++s) {
     absl::MutexLock lock(&shards_[s].mu);
@@ -64,11 +79,18 @@ uint64_t MasterService::Evict(int64_t now) {
         ++it;
         continue;
       }
-      shard.objects.erase(it++);
       bytes += r->size;
+      if (r->disk_segment != 0) {
+        to_disk.push_back(r);
+        ++evicted;
+        ++it;
+        continue;
+      }
+      shard.objects.erase(it++);
       victims.push_back(r);
     }
     evicted += victims.size();
+    keep_on_disk();
     NotifyDropped(victims, ObjectDropReason::kEvicted);
     FreeAndDelete(&victims);
   }
@@ -81,13 +103,18 @@ uint64_t MasterService::Evict(int64_t now) {
     auto it = shard.objects.find(key);
     if (it == shard.objects.end() || !evictable(*it) || rank(*it) != threshold) continue;
     ObjectRecord* r = *it;
-    shard.objects.erase(it);
     bytes += r->size;
+    ++evicted;
+    --at_threshold;
+    if (r->disk_segment != 0) {
+      to_disk.push_back(r);
+      keep_on_disk();
+      continue;
+    }
+    shard.objects.erase(it);
     victims.push_back(r);
     NotifyDropped(victims, ObjectDropReason::kEvicted);
     FreeAndDelete(&victims);
-    ++evicted;
-    --at_threshold;
   }
   Add(counters_->evicted_objects, evicted);
   Add(counters_->evicted_bytes, bytes);

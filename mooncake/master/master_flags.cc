@@ -47,6 +47,16 @@ ABSL_FLAG(int32_t, http_metadata_server_port, 8080,
           "Port of the embedded HTTP metadata server, 1..65535.");
 ABSL_FLAG(std::string, http_metadata_server_host, "",
           "Address the embedded HTTP metadata server binds; empty means --bind_address.");
+ABSL_FLAG(bool, enable_offload, false,
+          "SSD tier (docs/ssd_tier.md): storage processes started with an offload directory "
+          "(MOONCAKE_OFFLOAD_FILE_STORAGE_PATH, setup(enable_ssd_offload=True)) copy every "
+          "completed object of their segment to disk; eviction then frees memory and keeps the "
+          "object readable from disk. Not with --enable_ha yet.");
+ABSL_FLAG(bool, offload_on_evict, false,
+          "Write objects to disk only when they are evicted. Not supported yet: with "
+          "--enable_offload every completed object is written at once (write-behind).");
+ABSL_FLAG(bool, promotion_on_hit, false,
+          "Copy an object read from disk back to memory. Not supported yet.");
 ABSL_FLAG(bool, enable_ha, false,
           "High availability (docs/ha.md): run 2 or 3 masters with the same --cluster_id; one "
           "is elected leader on an etcd lease and answers a change only once every in-sync "
@@ -114,6 +124,20 @@ absl::StatusOr<MasterServerOptions> MasterServerOptionsFromFlags() {
     o.ha.ack_timeout = absl::Milliseconds(ack_ms);
   } else if (!absl::GetFlag(FLAGS_etcd_endpoints).empty()) {
     MC_LOG(WARNING) << "--etcd_endpoints is used only with --enable_ha; ignoring it";
+  }
+  o.service.enable_offload = absl::GetFlag(FLAGS_enable_offload);
+  if (o.service.enable_offload && o.enable_ha) {
+    return Bad("enable_offload", "true",
+               "the SSD tier does not combine with --enable_ha yet (disk copies are not "
+               "replicated to standbys)");
+  }
+  if (absl::GetFlag(FLAGS_offload_on_evict)) {
+    return Bad("offload_on_evict", "true",
+               "not supported: with --enable_offload objects are written to disk as they "
+               "complete, so an evicted object is already there");
+  }
+  if (absl::GetFlag(FLAGS_promotion_on_hit)) {
+    return Bad("promotion_on_hit", "true", "not supported yet: disk hits are served from disk");
   }
   o.port = absl::GetFlag(FLAGS_port);
   if (absl::Status s = CheckPortFlag("port", o.port); !s.ok()) return s;

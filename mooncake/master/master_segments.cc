@@ -157,12 +157,15 @@ void MasterService::UnmountSegments(const std::vector<uint32_t>& ids) {
       for (int j = 0; j < r->num_replicas; ++j) {
         if (!dead.contains(r->segment(j))) kept.push_back({r->segment(j), r->address(j)});
       }
-      if (kept.size() == r->num_replicas) {
+      // A disk copy lives in the memory of its process's tier: it goes with that process.
+      const bool disk_dead = r->disk_segment != 0 && dead.contains(r->disk_segment);
+      if (kept.size() == r->num_replicas && !disk_dead) {
         ++it;
         continue;
       }
       dropped += r->num_replicas - kept.size();
-      if (kept.empty()) {
+      if (disk_dead) r->disk_segment = 0;
+      if (kept.empty() && r->disk_segment == 0) {
         if (r->complete() && options_.on_object_dropped) {
           options_.on_object_dropped(r->key(), ObjectDropReason::kSegmentLost);
         }

@@ -51,7 +51,7 @@ MasterService::MasterService(const MasterServiceOptions& options, Clock* clock)
       shards_(new Shard[kNumShards]),
       rng_(options.seed),
       counters_(new Counters) {
-  static_assert(sizeof(void*) != 8 || sizeof(ObjectRecord) <= 56,
+  static_assert(sizeof(void*) != 8 || sizeof(ObjectRecord) <= 64,
                 "ObjectRecord grew; it dominates the master's memory per object");
   MC_CHECK(clock_ != nullptr);
   // Never 0 (0 means "no put id"); distinct across restarts of the master.
@@ -87,6 +87,7 @@ void MasterService::FreeAndDelete(std::vector<ObjectRecord*>* records) {
     absl::MutexLock lock(&seg_mu_);
     for (ObjectRecord* r : *records) {
       FreeRecordReplicas(*r);
+      QueueDiskDrop(*r);
       if (options_.journal != nullptr) options_.journal->ObjectDropped(r->key(), r->put_id, 0);
     }
   }
@@ -147,7 +148,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchExistKey(
     if (unmounts_in_progress_.load() != 0) {
       // A segment is being unmounted: an object whose every replica is on it no longer exists.
       absl::ReaderMutexLock seg_lock(&seg_mu_);
-      bool live = false;
+      bool live = DiskLive(*r);
       for (int j = 0; j < r->num_replicas && !live; ++j) live = SegmentLive(r->segment(j));
       if (!live) return ErrorCode::OBJECT_NOT_FOUND;
     }
@@ -173,6 +174,7 @@ absl::StatusOr<ReplicaListResult> MasterService::BatchGetReplicaList(
   // Segment ids are never reused, so an id read in phase 1 resolves to its own segment or to none.
   std::vector<AllocatedReplica> refs;
   std::vector<uint32_t> ref_begin(keys.size() + 1, 0);
+  std::vector<uint32_t> disk_refs;  // per key, the disk copy's segment (0: none); empty if none
   refs.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     ref_begin[i] = static_cast<uint32_t>(refs.size());
@@ -200,6 +202,10 @@ absl::StatusOr<ReplicaListResult> MasterService::BatchGetReplicaList(
     for (int j = 0; j < r->num_replicas; ++j) {
       refs.push_back(AllocatedReplica{r->segment(j), r->address(j)});
     }
+    if (r->disk_segment != 0) {
+      if (disk_refs.empty()) disk_refs.resize(keys.size(), 0);
+      disk_refs[i] = r->disk_segment;
+    }
   }
   ref_begin[keys.size()] = static_cast<uint32_t>(refs.size());
   uint64_t hits = 0;
@@ -213,6 +219,14 @@ absl::StatusOr<ReplicaListResult> MasterService::BatchGetReplicaList(
         if (it == segments_.end() || it->second->unmounting) continue;
         o.replicas.push_back(
             ReplicaDesc{it->second->desc.name, refs[j].address, o.size, it->second->desc.instance});
+      }
+      // The disk copy comes last: readers take a memory replica when there is one.
+      if (!disk_refs.empty() && disk_refs[i] != 0) {
+        auto it = segments_.find(disk_refs[i]);
+        if (it != segments_.end() && !it->second->unmounting) {
+          o.replicas.push_back(
+              ReplicaDesc{it->second->desc.name, 0, o.size, it->second->desc.instance, true});
+        }
       }
       if (o.replicas.empty()) {
         o.error = ErrorCode::OBJECT_NOT_FOUND;
@@ -375,6 +389,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
     absl::Span<const absl::string_view> keys, absl::Span<const uint64_t> put_ids) {
   if (absl::Status s = CheckPutIds(keys.size(), put_ids); !s.ok()) return s;
   const int64_t now = NowNanos();
+  std::vector<std::tuple<std::string, uint64_t, uint32_t>> completed;
   std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it, size_t i) {
     ObjectRecord* r = *it;
     if (!put_ids.empty() && r->put_id != put_ids[i]) {
@@ -385,9 +400,13 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
       r->last_use_ns = now;
       --shard.num_processing;
       if (options_.journal != nullptr) options_.journal->ObjectCompleted(r->key(), r->put_id);
+      if (options_.enable_offload && r->num_replicas > 0) {
+        completed.emplace_back(std::string(r->key()), r->put_id, r->segment0);
+      }
     }
     return ErrorCode::OK;
   });
+  if (!completed.empty()) QueueOffload(std::move(completed));
   Add(counters_->put_end_keys, keys.size());
   return out;
 }
@@ -525,6 +544,13 @@ MasterMetrics MasterService::GetMetrics() const {
   m.heartbeat_calls = c.heartbeat_calls.load();
   m.expired_clients = c.expired_clients.load();
   m.dropped_replicas = c.dropped_replicas.load();
+  m.offload_tasks = c.offload_tasks.load();
+  m.offload_stored = c.offload_stored.load();
+  m.offload_recovered = c.offload_recovered.load();
+  m.offload_lost = c.offload_lost.load();
+  m.offload_refused = c.offload_refused.load();
+  m.offload_queue_overflow = c.offload_queue_overflow.load();
+  m.evicted_to_disk = c.evicted_to_disk.load();
   return m;
 }
 
@@ -544,7 +570,17 @@ absl::Status MasterService::CheckInvariants() const ABSL_NO_THREAD_SAFETY_ANALYS
     uint64_t processing = 0;
     for (const ObjectRecord* r : shards_[s].objects) {
       if (!r->complete()) ++processing;
-      if (r->num_replicas == 0) fail(absl::StrCat("object ", r->key(), " has no replica"));
+      if (r->num_replicas == 0 && r->disk_segment == 0) {
+        fail(absl::StrCat("object ", r->key(), " has no replica"));
+      }
+      if (r->disk_segment != 0) {
+        auto it = segments_.find(r->disk_segment);
+        if (it == segments_.end() || (it->second->unmounting && !unmounting)) {
+          fail(absl::StrCat("object ", r->key(), " has a disk copy on dead segment ",
+                            r->disk_segment));
+        }
+        if (!r->complete()) fail(absl::StrCat("object ", r->key(), " is on disk unfinished"));
+      }
       if (&ShardFor(r->key()) != &shards_[s]) fail(absl::StrCat("object ", r->key(), " misfiled"));
       absl::flat_hash_set<absl::string_view> names;
       for (int j = 0; j < r->num_replicas; ++j) {

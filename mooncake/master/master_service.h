@@ -37,6 +37,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <tuple>
 #include <memory>
 #include <string>
 #include <utility>
@@ -95,6 +96,10 @@ struct MasterServiceOptions {
   // frozen VM): clients could not be heard meanwhile, so each gets a whole client_ttl from the
   // end of the gap. Zero turns this off (tests that jump a manual clock).
   absl::Duration tick_stall_threshold = absl::ZeroDuration();
+  // The SSD tier (--enable_offload, docs/ssd_tier.md): every object completed on a segment whose
+  // owner runs a disk tier is queued for that owner's disk (OffloadSync hands it out); eviction
+  // then frees the memory of objects with a disk copy and keeps them readable from disk.
+  bool enable_offload = false;
 };
 
 // ValidateMasterServiceOptions names the first option out of range.
@@ -132,6 +137,14 @@ struct MasterMetrics {
   uint64_t heartbeat_calls = 0;
   uint64_t expired_clients = 0;
   uint64_t dropped_replicas = 0;  // lost with an unmounted segment
+  // The SSD tier (keys).
+  uint64_t offload_tasks = 0;      // handed to tiers to write
+  uint64_t offload_stored = 0;     // reported durable
+  uint64_t offload_recovered = 0;  // made objects again from a restarted tier
+  uint64_t offload_lost = 0;       // disk copies reported lost
+  uint64_t offload_refused = 0;    // reports refused (the key names another put, or is gone)
+  uint64_t offload_queue_overflow = 0;  // queued objects dropped from a full queue, never written
+  uint64_t evicted_to_disk = 0;    // evictions that freed memory and kept the disk copy
 };
 
 // TickReport says what one Tick() did.
@@ -226,6 +239,14 @@ class MasterService {
   // it. INVALID_PARAMS for the invalid id.
   absl::StatusOr<HeartbeatResult> Heartbeat(const ClientId& client);
 
+  // OffloadSync is the SSD tier of `client`'s process talking to the master (OffloadSyncRequest):
+  // reported copies are recorded (a refused one comes back in `drop`), lost ones forgotten (an
+  // object left with no copy is gone), and up to max_tasks queued objects are handed out, leased.
+  // NOT_SUPPORTED without enable_offload; CLIENT_NOT_FOUND for an unknown client;
+  // INVALID_PARAMS for a client with no mounted segment or lists over kMaxBatchKeys.
+  absl::StatusOr<OffloadSyncResult> OffloadSync(const ClientId& client,
+                                                const OffloadSyncRequest& request);
+
   // ListSegments returns every mounted segment, ordered by (name, base).
   std::vector<SegmentStatus> ListSegments() const;
 
@@ -295,6 +316,13 @@ class MasterService {
   void FreeReplica(uint32_t segment_id, uint64_t address, uint64_t size)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(seg_mu_);
   void FreeRecordReplicas(const ObjectRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(seg_mu_);
+  // Queues the disk copy of a dropped record for deletion by its holder (no-op without one).
+  void QueueDiskDrop(const ObjectRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(seg_mu_);
+  // Queues just-completed objects (key, put id, segment of replica 0) for their owners' disks.
+  void QueueOffload(std::vector<std::tuple<std::string, uint64_t, uint32_t>> completed)
+      ABSL_LOCKS_EXCLUDED(seg_mu_);
+  // The record's disk copy is usable: its segment is mounted and not being unmounted.
+  bool DiskLive(const ObjectRecord& record) const ABSL_SHARED_LOCKS_REQUIRED(seg_mu_);
   // Whether a replica may be handed out: its segment is mounted and not being unmounted.
   bool SegmentLive(uint32_t segment_id) const ABSL_SHARED_LOCKS_REQUIRED(seg_mu_);
 

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <new>
 
 #include "absl/hash/hash.h"
@@ -22,8 +23,10 @@ struct MasterService::ReplicaRef {
 };
 
 // ObjectRecord is one object, allocated as a single block with its key bytes trailing the struct
-// (56 bytes + key). The shard's hash set holds only the pointer. Replica 0 is inline; replicas
-// 1..num_replicas-1 live in `more`. Every replica is `size` bytes.
+// (64 bytes + key). The shard's hash set holds only the pointer. Replica 0 is inline; replicas
+// 1..num_replicas-1 live in `more`. Every replica is `size` bytes. An object with a copy in an
+// SSD tier names it by `disk_segment` (the id of a segment of the process holding it); such an
+// object may have no memory replica at all (it was evicted from memory).
 struct MasterService::ObjectRecord {
   static constexpr uint8_t kComplete = kObjectComplete;
   static constexpr uint8_t kSoftPin = kObjectSoftPin;
@@ -38,6 +41,7 @@ struct MasterService::ObjectRecord {
   int64_t last_use_ns;
   uint64_t address0;
   uint32_t segment0;
+  uint32_t disk_segment;  // 0: no disk copy
   uint16_t key_len;
   uint8_t num_replicas;
   uint8_t flags;
@@ -62,6 +66,9 @@ struct MasterService::ObjectRecord {
     r->last_use_ns = now_ns;
     r->key_len = static_cast<uint16_t>(key.size());
     r->flags = flags;
+    r->disk_segment = 0;
+    r->segment0 = 0;
+    r->address0 = 0;
     r->more = nullptr;
     std::memcpy(r + 1, key.data(), key.size());
     r->SetReplicas(replicas);
@@ -132,6 +139,12 @@ struct MasterService::Segment {
 struct MasterService::Client {
   int64_t last_heartbeat_ns = 0;
   std::vector<uint32_t> segment_ids;
+  // The SSD tier (master_offload.cc): set once the client's tier synced. Objects completed on its
+  // segments wait in offload_queue (key, put id) to be written; disk copies of removed objects
+  // wait in disk_drops to be deleted. Both bounded by kMaxOffloadQueue (oldest dropped).
+  bool offload = false;
+  std::deque<std::pair<std::string, uint64_t>> offload_queue;
+  std::deque<DiskObjectRef> disk_drops;
 };
 
 struct MasterService::Counters {
@@ -156,6 +169,13 @@ struct MasterService::Counters {
   std::atomic<uint64_t> heartbeat_calls{0};
   std::atomic<uint64_t> expired_clients{0};
   std::atomic<uint64_t> dropped_replicas{0};
+  std::atomic<uint64_t> offload_tasks{0};
+  std::atomic<uint64_t> offload_stored{0};
+  std::atomic<uint64_t> offload_recovered{0};
+  std::atomic<uint64_t> offload_lost{0};
+  std::atomic<uint64_t> offload_refused{0};
+  std::atomic<uint64_t> offload_queue_overflow{0};
+  std::atomic<uint64_t> evicted_to_disk{0};
 };
 
 namespace master_internal {

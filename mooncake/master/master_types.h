@@ -59,15 +59,18 @@ struct SegmentDesc {
 
 // ReplicaDesc is one complete copy of an object: `size` bytes at absolute `address` in segment
 // `segment_name`, as mounted by the process `segment_instance` (see SegmentDesc).
+// A `disk` replica is the copy in the SSD tier of the process serving `segment_name`
+// (docs/ssd_tier.md): `address` is 0, and the bytes are read by asking that process.
 struct ReplicaDesc {
   std::string segment_name;
   uint64_t address = 0;
   uint64_t size = 0;
   uint64_t segment_instance = 0;
+  bool disk = false;
 
   friend bool operator==(const ReplicaDesc& a, const ReplicaDesc& b) {
     return a.segment_name == b.segment_name && a.address == b.address && a.size == b.size &&
-           a.segment_instance == b.segment_instance;
+           a.segment_instance == b.segment_instance && a.disk == b.disk;
   }
 };
 
@@ -108,6 +111,43 @@ struct HeartbeatResult {
   absl::Duration client_ttl;
   // The master's fast RPC port (0 = none), filled in by the gRPC adapter.
   int fast_rpc_port = 0;
+};
+
+// DiskObjectRef names one object in a storage process's SSD tier.
+struct DiskObjectRef {
+  std::string key;
+  uint64_t put_id = 0;
+  uint64_t size = 0;
+};
+
+// OffloadSyncRequest is what a storage process's SSD tier tells the master (OffloadSync).
+struct OffloadSyncRequest {
+  // Written and durable, as asked by an OffloadTask.
+  std::vector<DiskObjectRef> stored;
+  // Found on disk at startup: the master makes them objects again unless the key is taken.
+  std::vector<DiskObjectRef> recovered;
+  // No longer on disk (evicted by the tier's watermark, failed its checksum, disk lost).
+  std::vector<DiskObjectRef> lost;
+  // How many new objects to write it may take now.
+  uint32_t max_tasks = 0;
+};
+
+// OffloadTask asks a storage process to copy an object from its own segment (at `address`) to
+// its disk. The object is leased for OffloadSyncResult::lease_ttl from when the master answered;
+// bytes copied after that may belong to another object.
+struct OffloadTask {
+  std::string key;
+  uint64_t put_id = 0;
+  uint64_t size = 0;
+  uint64_t address = 0;
+};
+
+struct OffloadSyncResult {
+  std::vector<OffloadTask> tasks;
+  absl::Duration lease_ttl;
+  // Disk copies to delete: of objects removed since, and reports the master refused (the key
+  // now names another put, or is gone).
+  std::vector<DiskObjectRef> drop;
 };
 
 // SegmentStatus describes one mounted segment.

@@ -32,10 +32,21 @@ void ToProto(const ReplicaDesc& in, proto::Replica* out) {
   out->set_address(in.address);
   out->set_size(in.size);
   out->set_segment_instance(in.segment_instance);
+  out->set_disk(in.disk);
 }
 
 ReplicaDesc FromProto(const proto::Replica& in) {
-  return ReplicaDesc{in.segment_name(), in.address(), in.size(), in.segment_instance()};
+  return ReplicaDesc{in.segment_name(), in.address(), in.size(), in.segment_instance(), in.disk()};
+}
+
+void ToProto(const DiskObjectRef& in, proto::DiskObject* out) {
+  out->set_key(in.key);
+  out->set_put_id(in.put_id);
+  out->set_size(in.size);
+}
+
+DiskObjectRef FromProto(const proto::DiskObject& in) {
+  return DiskObjectRef{in.key(), in.put_id(), in.size()};
 }
 
 void ToProto(const ReplicateConfig& in, proto::ReplicateConfig* out) {

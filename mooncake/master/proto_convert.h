@@ -26,6 +26,9 @@ SegmentDesc FromProto(const proto::Segment& in);
 void ToProto(const ReplicaDesc& in, proto::Replica* out);
 ReplicaDesc FromProto(const proto::Replica& in);
 
+void ToProto(const DiskObjectRef& in, proto::DiskObject* out);
+DiskObjectRef FromProto(const proto::DiskObject& in);
+
 // replica_num 0 (proto3's default) means 1.
 void ToProto(const ReplicateConfig& in, proto::ReplicateConfig* out);
 ReplicateConfig FromProto(const proto::ReplicateConfig& in);
