@@ -81,11 +81,6 @@ absl::StatusOr<StoreOptions> MakeStoreOptions(const SetupParams& params,
                      absl::StrCat("setup(): tenant_id=\"", tenant,
                                   "\": tenants are not supported; only the default tenant is"));
   }
-  if (params.enable_ssd_offload || !params.ssd_offload_path.empty()) {
-    notes->push_back(
-        "SSD offload (enable_ssd_offload / ssd_offload_path) is not supported; objects stay in "
-        "DRAM segments only");
-  }
   if (params.enable_client_http_server || params.client_http_port != 0) {
     notes->push_back(
         "the client HTTP server (enable_client_http_server / client_http_port) is not supported; "
@@ -106,6 +101,14 @@ absl::StatusOr<StoreOptions> MakeStoreOptions(const SetupParams& params,
   config.device_name = std::string(absl::StripAsciiWhitespace(params.rdma_devices));
   config.master_server_address =
       std::string(absl::StripAsciiWhitespace(params.master_server_address));
+  // The SSD tier: the keywords SGLang passes, tunables from MOONCAKE_OFFLOAD_* (docs/ssd_tier.md).
+  config.enable_ssd_offload = params.enable_ssd_offload;
+  config.ssd_offload_path = std::string(absl::StripAsciiWhitespace(params.ssd_offload_path));
+  if (config.enable_ssd_offload) {
+    if (absl::Status s = ApplyOffloadEnv(ProcessEnv, &config); !s.ok()) return Invalid(s.message());
+  } else if (!config.ssd_offload_path.empty()) {
+    notes->push_back("ssd_offload_path is set but enable_ssd_offload is not: no SSD tier");
+  }
   if (absl::Status s = config.Validate(); !s.ok()) return Invalid(s.message());
 
   if (config.protocol == "rdma" && !config.device_name.empty()) {

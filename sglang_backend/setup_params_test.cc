@@ -74,18 +74,45 @@ TEST(SetupParamsTest, InvalidArgumentsAreInvalidParams) {
             ErrorCode::INVALID_PARAMS);
 }
 
-TEST(SetupParamsTest, UnsupportedExtrasAreIgnoredWithANote) {
+TEST(SetupParamsTest, SsdOffloadKeywordsConfigureTheTierAndBadOnesNameTheField) {
   SetupParams p = Valid();
   p.enable_ssd_offload = true;
+  p.ssd_offload_path = " /tmp/ssd ";
+  std::vector<std::string> notes;
+  absl::StatusOr<StoreOptions> options = MakeStoreOptions(p, &notes);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->config.enable_ssd_offload);
+  EXPECT_EQ(options->config.ssd_offload_path, "/tmp/ssd");
+  EXPECT_TRUE(notes.empty());
+
+  p.ssd_offload_path = "relative/dir";
+  absl::Status s = MakeStoreOptions(p, &notes).status();
+  EXPECT_EQ(ToErrorCode(s), ErrorCode::INVALID_PARAMS);
+  EXPECT_NE(std::string(s.message()).find("ssd_offload_path"), std::string::npos) << s;
+
   p.ssd_offload_path = "/tmp/ssd";
+  p.global_segment_size = 0;  // a pure client has nothing to offload
+  s = MakeStoreOptions(p, &notes).status();
+  EXPECT_NE(std::string(s.message()).find("global_segment_size"), std::string::npos) << s;
+
+  SetupParams path_only = Valid();
+  path_only.ssd_offload_path = "/tmp/ssd";
+  options = MakeStoreOptions(path_only, &notes);
+  ASSERT_TRUE(options.ok());
+  EXPECT_FALSE(options->config.enable_ssd_offload);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("enable_ssd_offload"), std::string::npos);
+}
+
+TEST(SetupParamsTest, UnsupportedExtrasAreIgnoredWithANote) {
+  SetupParams p = Valid();
   p.enable_client_http_server = true;
   p.client_http_port = 9300;
   std::vector<std::string> notes;
   absl::StatusOr<StoreOptions> options = MakeStoreOptions(p, &notes);
   ASSERT_TRUE(options.ok()) << options.status();
-  ASSERT_EQ(notes.size(), 2u);
-  EXPECT_NE(notes[0].find("SSD offload"), std::string::npos);
-  EXPECT_NE(notes[1].find("HTTP server"), std::string::npos);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("HTTP server"), std::string::npos);
 }
 
 TEST(SetupParamsTest, DefaultTenantIsAcceptedOthersAreNotSupported) {

@@ -69,7 +69,33 @@ absl::Status ApplyString(const Json& value, absl::string_view field, std::string
 
 }  // namespace
 
+absl::Status ValidateOffload(const ClientConfig& c) {
+  if (!c.enable_ssd_offload) return absl::OkStatus();
+  if (c.ssd_offload_path.empty() || c.ssd_offload_path.front() != '/') {
+    return FieldError("ssd_offload_path (MOONCAKE_OFFLOAD_FILE_STORAGE_PATH)", c.ssd_offload_path,
+                      "enable_ssd_offload needs an absolute directory");
+  }
+  if (c.global_segment_size == 0) {
+    return FieldError("enable_ssd_offload (MOONCAKE_ENABLE_SSD_OFFLOAD)", "true",
+                      "needs global_segment_size > 0: the SSD tier keeps this client's segment");
+  }
+  if (!(c.offload_high_watermark > 0 && c.offload_high_watermark <= 1)) {
+    return FieldError("MOONCAKE_OFFLOAD_DISK_EVICTION_HIGH_WATERMARK_RATIO",
+                      absl::StrCat(c.offload_high_watermark), "must be in (0, 1]");
+  }
+  if (!(c.offload_low_watermark >= 0 && c.offload_low_watermark < c.offload_high_watermark)) {
+    return FieldError("MOONCAKE_OFFLOAD_DISK_EVICTION_LOW_WATERMARK_RATIO",
+                      absl::StrCat(c.offload_low_watermark), "must be in [0, high watermark)");
+  }
+  if (c.offload_bucket_size_limit < 4096 || c.offload_bucket_size_limit > (1ull << 30)) {
+    return FieldError("MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES",
+                      absl::StrCat(c.offload_bucket_size_limit), "must be in 4 KiB..1 GiB");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ClientConfig::Validate() const {
+  if (absl::Status s = ValidateOffload(*this); !s.ok()) return s;
   if (local_hostname.empty()) {
     return FieldError("local_hostname (MOONCAKE_LOCAL_HOSTNAME)", local_hostname, "empty");
   }
@@ -118,6 +144,49 @@ std::optional<std::string> ProcessEnv(const char* name) {
   return std::string(v);
 }
 
+absl::Status ApplyOffloadEnv(const EnvLookup& env, ClientConfig* config) {
+  if (std::optional<std::string> v = env("MOONCAKE_OFFLOAD_STORAGE_BACKEND_DESCRIPTOR");
+      v.has_value() && !v->empty() && *v != "bucket_storage_backend") {
+    return FieldError("MOONCAKE_OFFLOAD_STORAGE_BACKEND_DESCRIPTOR", *v,
+                      "only bucket_storage_backend is provided (bucket files that survive a "
+                      "restart)");
+  }
+  if (config->ssd_offload_path.empty()) {
+    if (std::optional<std::string> v = env("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH"); v.has_value()) {
+      config->ssd_offload_path = *v;
+    }
+  }
+  struct SizeVar {
+    const char* name;
+    uint64_t* field;
+  };
+  for (const SizeVar& var : {SizeVar{"MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES",
+                                     &config->offload_total_size_limit},
+                             SizeVar{"MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES",
+                                     &config->offload_bucket_size_limit}}) {
+    std::optional<std::string> v = env(var.name);
+    if (!v.has_value()) continue;
+    absl::StatusOr<uint64_t> parsed = ParseByteSize(*v);
+    if (!parsed.ok()) return FieldError(var.name, *v, parsed.status().message());
+    *var.field = *parsed;
+  }
+  struct RatioVar {
+    const char* name;
+    double* field;
+  };
+  for (const RatioVar& var : {RatioVar{"MOONCAKE_OFFLOAD_DISK_EVICTION_HIGH_WATERMARK_RATIO",
+                                       &config->offload_high_watermark},
+                              RatioVar{"MOONCAKE_OFFLOAD_DISK_EVICTION_LOW_WATERMARK_RATIO",
+                                       &config->offload_low_watermark}}) {
+    std::optional<std::string> v = env(var.name);
+    if (!v.has_value()) continue;
+    double d = 0;
+    if (!absl::SimpleAtod(*v, &d)) return FieldError(var.name, *v, "not a number");
+    *var.field = d;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ClientConfig> LoadClientConfigFromEnv(const EnvLookup& env) {
   ClientConfig config;
   struct StringVar {
@@ -150,6 +219,15 @@ absl::StatusOr<ClientConfig> LoadClientConfigFromEnv(const EnvLookup& env) {
     if (!parsed.ok()) return FieldError(var.name, *v, parsed.status().message());
     *var.field = *parsed;
   }
+  if (std::optional<std::string> v = env("MOONCAKE_ENABLE_SSD_OFFLOAD"); v.has_value()) {
+    const std::string b = absl::AsciiStrToLower(absl::StripAsciiWhitespace(*v));
+    if (b == "1" || b == "true" || b == "yes" || b == "on") {
+      config.enable_ssd_offload = true;
+    } else if (!(b.empty() || b == "0" || b == "false" || b == "no" || b == "off")) {
+      return FieldError("MOONCAKE_ENABLE_SSD_OFFLOAD", *v, "expected true or false");
+    }
+  }
+  if (absl::Status s = ApplyOffloadEnv(env, &config); !s.ok()) return s;
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   return config;
 }
@@ -182,11 +260,19 @@ absl::StatusOr<ClientConfig> LoadClientConfigFromJson(absl::string_view json_tex
       s = ApplySize(*it, key, &config.global_segment_size);
     } else if (key == "local_buffer_size") {
       s = ApplySize(*it, key, &config.local_buffer_size);
+    } else if (key == "enable_ssd_offload") {
+      if (!it->is_boolean()) {
+        s = FieldError(key, it->dump(), "expected true or false");
+      } else {
+        config.enable_ssd_offload = it->get<bool>();
+      }
+    } else if (key == "ssd_offload_path") {
+      s = ApplyString(*it, key, &config.ssd_offload_path);
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown config field \"", key,
           "\" (known: local_hostname, metadata_server, global_segment_size, local_buffer_size, "
-          "protocol, device_name, master_server_address)"));
+          "protocol, device_name, master_server_address, enable_ssd_offload, ssd_offload_path)"));
     }
     if (!s.ok()) return s;
   }

@@ -36,6 +36,23 @@ struct ClientConfig {
   // host:port of mooncake_master. MOONCAKE_MASTER. Required.
   std::string master_server_address;
 
+  // The SSD tier below this client's segment (docs/ssd_tier.md). MOONCAKE_ENABLE_SSD_OFFLOAD,
+  // setup(enable_ssd_offload=True). Needs global_segment_size > 0 and a master run with
+  // --enable_offload.
+  bool enable_ssd_offload = false;
+  // Directory of the bucket files (absolute). MOONCAKE_OFFLOAD_FILE_STORAGE_PATH,
+  // setup(ssd_offload_path=).
+  std::string ssd_offload_path;
+  // Bytes the tier may take; 0: as much as the file system holds.
+  // MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES.
+  uint64_t offload_total_size_limit = 0;
+  // Bytes per bucket file. MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES.
+  uint64_t offload_bucket_size_limit = 64ull << 20;
+  // Disk eviction starts above high and frees down to low (fractions of the limit).
+  // MOONCAKE_OFFLOAD_DISK_EVICTION_HIGH_WATERMARK_RATIO / ..._LOW_WATERMARK_RATIO.
+  double offload_high_watermark = 0.9;
+  double offload_low_watermark = 0.8;
+
   // Validate checks every field; the error names the first bad field and quotes its value.
   absl::Status Validate() const;
 };
@@ -48,6 +65,10 @@ std::optional<std::string> ProcessEnv(const char* name);
 
 // LoadClientConfigFromEnv reads MOONCAKE_* variables over the defaults and validates the result.
 absl::StatusOr<ClientConfig> LoadClientConfigFromEnv(const EnvLookup& env = ProcessEnv);
+
+// ApplyOffloadEnv reads the MOONCAKE_OFFLOAD_* tunables (and the path, if the config has none)
+// into `config`; errors name the variable. LoadClientConfigFromEnv calls it; so does setup().
+absl::Status ApplyOffloadEnv(const EnvLookup& env, ClientConfig* config);
 
 // LoadClientConfigFromJson parses a JSON object with ClientConfig's field names (sizes may be
 // numbers or strings such as "4gb"). Unknown fields are errors, so typos do not pass silently.

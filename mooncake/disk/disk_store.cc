@@ -315,6 +315,13 @@ bool DiskStore::Contains(absl::string_view key, uint64_t put_id) const {
   return it != index_.end() && (put_id == 0 || it->second.put_id == put_id);
 }
 
+absl::StatusOr<DiskObject> DiskStore::Find(absl::string_view key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return MakeError(ErrorCode::FILE_NOT_FOUND, "not on disk");
+  return DiskObject{std::string(key), it->second.put_id, it->second.size};
+}
+
 absl::StatusOr<uint64_t> DiskStore::SizeOf(absl::string_view key) const {
   absl::MutexLock lock(&mu_);
   auto it = index_.find(key);
@@ -498,6 +505,17 @@ DiskStore::CommitResult DiskStore::Commit(StagedPtr staged) {
 
 absl::Status DiskStore::Read(absl::string_view key, uint64_t put_id, void* dst, uint64_t size,
                              bool* dropped) {
+  absl::StatusOr<uint64_t> held = SizeOf(key);
+  if (held.ok() && size < *held) {
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     absl::StrCat("buffer of ", size, " bytes is smaller than '", key, "' (",
+                                  *held, " bytes)"));
+  }
+  return ReadRange(key, put_id, 0, held.ok() ? *held : size, dst, dropped);
+}
+
+absl::Status DiskStore::ReadRange(absl::string_view key, uint64_t put_id, uint64_t offset,
+                                  uint64_t length, void* dst, bool* dropped) {
   if (dropped != nullptr) *dropped = false;
   Location loc;
   std::shared_ptr<DiskFile> file;
@@ -510,10 +528,10 @@ absl::Status DiskStore::Read(absl::string_view key, uint64_t put_id, void* dst, 
     loc = it->second;
     file = buckets_.at(loc.bucket).file;
   }
-  if (size < loc.size) {
+  if (offset > loc.size || length > loc.size - offset) {
     return MakeError(ErrorCode::INVALID_PARAMS,
-                     absl::StrCat("buffer of ", size, " bytes is smaller than '", key, "' (",
-                                  loc.size, " bytes)"));
+                     absl::StrCat("range [", offset, ", +", length, ") is past the end of '", key,
+                                  "' (", loc.size, " bytes)"));
   }
   char* rec = Scratch(loc.span);
   absl::Status s = rec == nullptr ? MakeError(ErrorCode::FILE_READ_FAIL, "out of memory")
@@ -541,7 +559,7 @@ absl::Status DiskStore::Read(absl::string_view key, uint64_t put_id, void* dst, 
     if (dropped != nullptr) *dropped = true;
     return s;
   }
-  std::memcpy(dst, rec + kHeaderSize + loc.key_len, loc.size);
+  std::memcpy(dst, rec + kHeaderSize + loc.key_len + offset, length);
   return absl::OkStatus();
 }
 

@@ -133,6 +133,12 @@ class DiskStore {
   // `*dropped`, if given, is set).
   absl::Status Read(absl::string_view key, uint64_t put_id, void* dst, uint64_t size,
                     bool* dropped = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+  // ReadRange copies value bytes [offset, offset + length) instead (the whole record is still
+  // read and checked); INVALID_PARAMS when the range is past the value's end.
+  absl::Status ReadRange(absl::string_view key, uint64_t put_id, uint64_t offset, uint64_t length,
+                         void* dst, bool* dropped = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+  // Find names what is held under `key`, or FILE_NOT_FOUND.
+  absl::StatusOr<DiskObject> Find(absl::string_view key) const ABSL_LOCKS_EXCLUDED(mu_);
   // Size of the value of `key`, or FILE_NOT_FOUND.
   absl::StatusOr<uint64_t> SizeOf(absl::string_view key) const ABSL_LOCKS_EXCLUDED(mu_);
 

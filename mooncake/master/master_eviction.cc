@@ -25,7 +25,13 @@ uint64_t MasterService::Evict(int64_t now) {
     return EvictionCandidate{r->complete(), r->hard_pinned(), r->soft_pinned(), r->last_use_ns,
                              r->lease_expiry_ns};
   };
-  auto rank = [&](const ObjectRecord* r) { return policy.Rank(candidate(r)); };
+  // With the SSD tier, objects that have a disk copy go first: evicting them loses nothing.
+  const bool offload = options_.enable_offload;
+  auto rank = [&](const ObjectRecord* r) {
+    const uint64_t base = policy.Rank(candidate(r));
+    if (!offload || r->disk_segment != 0) return base;
+    return base | (uint64_t{1} << 62);  // below the soft-pin bit; times stay under 2^62
+  };
   // An object already only on disk has no memory left to free.
   auto evictable = [&](const ObjectRecord* r) {
     return r->num_replicas > 0 && policy.Evictable(candidate(r), now);

@@ -26,6 +26,9 @@ struct DataRequest {
   uint64_t remote = 0;
   uint64_t length = 0;
   uint64_t instance = 0;  // the segment's process the replica belongs to; 0 = unchecked
+  // Set for a read of an object's SSD-tier copy (a disk replica): the process serving `segment`
+  // reads it from its disk, and `remote` is the offset in the object.
+  std::string disk_key;
 };
 
 class DataPath {

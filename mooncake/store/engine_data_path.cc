@@ -1,9 +1,101 @@
 #include "mooncake/store/engine_data_path.h"
 
+#include <cstring>
+#include <map>
 #include <memory>
+#include <thread>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "mooncake/store/disk_read_protocol.h"
+
 namespace mooncake {
+namespace {
+
+// One service call: items and, per item, the request it fills and where.
+struct DiskChunk {
+  std::string segment;
+  std::vector<DiskReadItem> items;
+  std::vector<std::pair<size_t, char*>> targets;
+  uint64_t bytes = 0;
+};
+
+// A piece of one request longer than this is asked for in several items.
+constexpr uint64_t kMaxDiskItem = 8ull << 20;
+// Chunks in flight at once for one batch.
+constexpr size_t kDiskReadParallelism = 4;
+
+void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::Status>* results) {
+  absl::StatusOr<std::string> reply =
+      engine->CallService(chunk.segment, EncodeDiskReadRequest(chunk.items));
+  absl::StatusOr<std::vector<ErrorCode>> codes =
+      reply.ok() ? ParseDiskReadReply(chunk.items, *reply) : reply.status();
+  uint64_t off = DiskReadReplyDataOffset(chunk.items.size());
+  for (size_t k = 0; k < chunk.items.size(); ++k) {
+    const auto& [request, local] = chunk.targets[k];
+    absl::Status s;
+    if (!codes.ok()) {
+      s = codes.status();
+    } else if ((*codes)[k] != ErrorCode::OK) {
+      s = MakeError((*codes)[k], absl::StrCat("disk read of '", chunk.items[k].key, "' from ",
+                                              chunk.segment, " failed"));
+    } else {
+      std::memcpy(local, reply->data() + off, chunk.items[k].length);
+    }
+    if (!s.ok() && (*results)[request].ok()) (*results)[request] = s;
+    off += chunk.items[k].length;
+  }
+}
+
+}  // namespace
+
+void EngineDataPath::ReadDisk(const std::vector<DataRequest>& requests,
+                              const std::vector<size_t>& disk,
+                              std::vector<absl::Status>* results) {
+  std::map<std::string, std::vector<DiskChunk>> by_holder;
+  for (size_t i : disk) {
+    const DataRequest& r = requests[i];
+    std::vector<DiskChunk>& chunks = by_holder[r.segment];
+    for (uint64_t done = 0; done < r.length;) {
+      const uint64_t n = std::min(kMaxDiskItem, r.length - done);
+      if (chunks.empty() || chunks.back().bytes + n > kMaxDiskReadReply ||
+          chunks.back().items.size() >= kMaxDiskReadItems) {
+        chunks.emplace_back();
+        chunks.back().segment = r.segment;
+      }
+      DiskChunk& c = chunks.back();
+      c.items.push_back({r.disk_key, r.remote + done, n});
+      c.targets.emplace_back(i, static_cast<char*>(r.local) + done);
+      c.bytes += n;
+      done += n;
+    }
+  }
+  std::vector<const DiskChunk*> all;
+  for (const auto& [holder, chunks] : by_holder) {
+    for (const DiskChunk& c : chunks) all.push_back(&c);
+  }
+  if (all.size() == 1 || !synchronous_) {
+    for (const DiskChunk* c : all) RunChunk(engine_, *c, results);
+    return;
+  }
+  // A request split across chunks may get results from several workers: each worker fills its
+  // own copy, and the first error per request wins.
+  const size_t workers = std::min(kDiskReadParallelism, all.size());
+  std::vector<std::vector<absl::Status>> partial(workers, *results);
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      const size_t begin = all.size() * w / workers, end = all.size() * (w + 1) / workers;
+      for (size_t k = begin; k < end; ++k) RunChunk(engine_, *all[k], &partial[w]);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::vector<absl::Status>& p : partial) {
+    for (size_t i : disk) {
+      if (!p[i].ok() && (*results)[i].ok()) (*results)[i] = p[i];
+    }
+  }
+}
 
 int EngineDataPath::Closeness(const std::string& segment) {
   if (segment == engine_->segment_name()) return 0;
@@ -20,8 +112,13 @@ void EngineDataPath::Transfer(std::vector<DataRequest> requests,
   index->reserve(requests.size());
   const std::string* last_name = nullptr;
   absl::StatusOr<SegmentId> last_id = SegmentId{0};
+  std::vector<size_t> disk;
   for (size_t i = 0; i < requests.size(); ++i) {
     const DataRequest& r = requests[i];
+    if (!r.disk_key.empty()) {
+      disk.push_back(i);
+      continue;
+    }
     // Batches name few segments, usually in runs: resolve each run once.
     if (last_name == nullptr || *last_name != r.segment) {
       last_id = engine_->OpenSegment(r.segment);
@@ -35,6 +132,7 @@ void EngineDataPath::Transfer(std::vector<DataRequest> requests,
                     r.local, *last_id, r.remote, r.length, r.instance});
     index->push_back(i);
   }
+  if (!disk.empty()) ReadDisk(requests, disk, results.get());
   if (reqs.empty()) {
     done(std::move(*results));
     return;

@@ -28,6 +28,11 @@ class EngineDataPath final : public DataPath {
   uint64_t FenceInbound() override { return engine_->FenceInbound(); }
 
  private:
+  // Reads the disk requests among `requests` (indices `disk`) from their holders' SSD tiers: one
+  // service call per holder and reply-sized chunk, chunks in parallel.
+  void ReadDisk(const std::vector<DataRequest>& requests, const std::vector<size_t>& disk,
+                std::vector<absl::Status>* results);
+
   TransferEngine* const engine_;
   const bool synchronous_;
 };

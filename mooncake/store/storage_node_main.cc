@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -23,6 +24,11 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "host (or host:port) this node serves 
 ABSL_FLAG(std::string, segment_size, "1gb", "memory contributed to the pool");
 ABSL_FLAG(std::string, protocol, "tcp", "tcp or rdma");
 ABSL_FLAG(std::string, device, "", "RDMA devices, e.g. erdma_0,erdma_1");
+ABSL_FLAG(std::string, ssd_offload_path, "",
+          "SSD tier directory (docs/ssd_tier.md; default MOONCAKE_OFFLOAD_FILE_STORAGE_PATH when "
+          "MOONCAKE_ENABLE_SSD_OFFLOAD is true): completed objects are copied there, stay "
+          "readable after eviction, and come back after a restart. Needs a master run with "
+          "--enable_offload. Tunables: MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES and friends.");
 ABSL_FLAG(int, connect_timeout, 30,
           "seconds to keep retrying while the master cannot be reached at start (start order of "
           "master and nodes does not matter); 0 tries once");
@@ -42,6 +48,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // StoreOptions is move-only (it may carry injected seams): one fresh set per attempt.
+  absl::Status config_error;
   auto options = [&] {
     mooncake::StoreOptions o;
     o.config.master_server_address = absl::GetFlag(FLAGS_master);
@@ -53,13 +60,28 @@ int main(int argc, char** argv) {
     if (auto devices = mooncake::DevicesForRank(o.config.device_name, 0); devices.ok()) {
       o.engine_options.rdma_devices = *devices;
     }
+    o.config.ssd_offload_path = absl::GetFlag(FLAGS_ssd_offload_path);
+    const char* enable = std::getenv("MOONCAKE_ENABLE_SSD_OFFLOAD");
+    o.config.enable_ssd_offload =
+        !o.config.ssd_offload_path.empty() ||
+        (enable != nullptr && (std::string(enable) == "1" || std::string(enable) == "true"));
+    if (o.config.enable_ssd_offload) {
+      absl::Status s = mooncake::ApplyOffloadEnv(mooncake::ProcessEnv, &o.config);
+      if (s.ok()) s = o.config.Validate();
+      if (!s.ok()) config_error = s;
+    }
     return o;
   };
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   // Only an unreachable master is retried; any other error (bad flags, no RDMA) fails at once.
   const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_connect_timeout));
-  auto store = mooncake::StoreClient::Create(options());
+  mooncake::StoreOptions first = options();
+  if (!config_error.ok()) {
+    fprintf(stderr, "mooncake_storage_node: %s\n", config_error.ToString().c_str());
+    return 2;
+  }
+  auto store = mooncake::StoreClient::Create(std::move(first));
   while (!store.ok() && absl::IsUnavailable(store.status()) && absl::Now() < deadline && !g_stop) {
     fprintf(stderr, "mooncake_storage_node: %s; retrying\n", store.status().ToString().c_str());
     absl::SleepFor(absl::Milliseconds(500));
@@ -68,6 +90,13 @@ int main(int argc, char** argv) {
   if (!store.ok()) {
     fprintf(stderr, "mooncake_storage_node: %s\n", store.status().ToString().c_str());
     return 1;
+  }
+  if (mooncake::DiskTier* tier = (*store)->disk_tier()) {
+    const mooncake::DiskStoreStats st = tier->GetStats().store;
+    printf("SSD tier %s: %llu objects recovered, %llu torn records dropped\n",
+           tier->store()->options().dir.c_str(),
+           static_cast<unsigned long long>(st.recovered_objects),
+           static_cast<unsigned long long>(st.torn_records));
   }
   printf("READY %s %s\n", (*store)->hostname().c_str(), mooncake::FormatByteSize(*size).c_str());
   fflush(stdout);

@@ -117,11 +117,29 @@ absl::Status StoreClient::Setup() {
   if (absl::Status s = Await<absl::Status>([&](auto done) { core_->Mount(done); }); !s.ok()) {
     return MakeError(ToErrorCode(s), absl::StrCat("cannot mount segment: ", s.message()));
   }
+  if (config.enable_ssd_offload) {
+    DiskTierOptions t;
+    t.store.dir = config.ssd_offload_path;
+    t.store.capacity_bytes = config.offload_total_size_limit;
+    t.store.high_watermark = config.offload_high_watermark;
+    t.store.evict_slack = config.offload_high_watermark - config.offload_low_watermark;
+    t.store.bucket_size_limit = config.offload_bucket_size_limit;
+    t.client_id = client_id_;
+    t.master = master_.get();
+    t.engine = engine_;
+    t.segment = segment_;
+    StoreCore* core_ptr = core_.get();
+    t.mount_epoch = [core_ptr] { return core_ptr->mount_epoch(); };
+    auto tier = DiskTier::Create(std::move(t));
+    if (!tier.ok()) return tier.status();
+    disk_tier_ = std::move(*tier);
+  }
   workers_ = std::make_unique<ThreadPoolExecutor>(2);
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   MC_LOG(INFO) << "store client " << client_id_.ToString() << " up: segment "
                << engine_->segment_name() << " (" << FormatByteSize(config.global_segment_size)
-               << "), master " << config.master_server_address;
+               << "), master " << config.master_server_address
+               << (config.enable_ssd_offload ? ", SSD tier in " + config.ssd_offload_path : "");
   return absl::OkStatus();
 }
 
@@ -154,6 +172,8 @@ absl::Status StoreClient::Close() {
   stop_.Notify();
   if (heartbeat_.joinable()) heartbeat_.join();
   workers_.reset();  // drains queued async work first
+  if (disk_tier_ != nullptr) disk_tier_->Stop();  // before the segment it copies from goes
+  disk_tier_.reset();
   absl::Status s;
   if (segment_.size > 0 && core_ != nullptr) {
     s = Await<absl::Status>([&](auto done) { core_->Unmount(done); });

@@ -34,6 +34,7 @@
 #include "mooncake/common/executor.h"
 #include "mooncake/master/master_client.h"
 #include "mooncake/master/master_types.h"
+#include "mooncake/store/disk_tier.h"
 #include "mooncake/store/engine_data_path.h"
 #include "mooncake/store/master_channel.h"
 #include "mooncake/store/store_core.h"
@@ -109,6 +110,8 @@ class StoreClient {
   int64_t RemoveAll(bool force);
 
   const ClientId& client_id() const { return client_id_; }
+  // The SSD tier, or null without enable_ssd_offload.
+  DiskTier* disk_tier() { return disk_tier_.get(); }
   // True once the segment is mounted (and remounted after the master forgot it).
   bool mounted() const { return core_ != nullptr && core_->mounted(); }
 
@@ -136,6 +139,7 @@ class StoreClient {
   std::unique_ptr<DirectMasterChannel> channel_;
   std::unique_ptr<EngineDataPath> data_;
   std::unique_ptr<StoreCore> core_;
+  std::unique_ptr<DiskTier> disk_tier_;  // with enable_ssd_offload
   ClientId client_id_;
   SegmentDesc segment_;  // size 0 for a pure client
   void* segment_memory_ = nullptr;

@@ -21,8 +21,10 @@ uint64_t TotalSize(const std::vector<BufferRef>& parts) {
 }
 
 // Appends requests that move `size` bytes between the parts (in order) and the replica.
+// A disk replica (address 0) is read from its holder's SSD tier: `key` names the object there.
 void AddScatterRequests(bool write, const std::vector<BufferRef>& parts, const ReplicaDesc& replica,
-                        uint64_t size, std::vector<DataRequest>* out) {
+                        uint64_t size, std::vector<DataRequest>* out,
+                        const std::string* key = nullptr) {
   uint64_t off = 0;
   for (const BufferRef& b : parts) {
     if (off >= size) break;
@@ -30,6 +32,7 @@ void AddScatterRequests(bool write, const std::vector<BufferRef>& parts, const R
     if (n > 0) {
       out->push_back(
           {write, b.ptr, replica.segment_name, replica.address + off, n, replica.segment_instance});
+      if (replica.disk && key != nullptr) out->back().disk_key = *key;
     }
     off += n;
   }
@@ -107,7 +110,10 @@ void StoreCore::Mount(std::function<void(absl::Status)> done) {
   CallMaster<absl::Status>([id = options_.client_id,
                             seg = segment()](MasterClient& m) { return m.MountSegment(id, seg); },
                            [this, done = std::move(done)](absl::Status s) {
-                             if (s.ok()) mounted_ = true;
+                             if (s.ok()) {
+                               mounted_ = true;
+                               mount_epoch_.fetch_add(1);
+                             }
                              done(std::move(s));
                            });
 }
@@ -156,6 +162,7 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
                                  [this, done](absl::Status s) {
                                    if (s.ok()) {
                                      mounted_ = true;
+                                     mount_epoch_.fetch_add(1);
                                      fenced_for_remount_.store(false);
                                      MC_LOG(INFO) << "master had forgotten client "
                                                   << options_.client_id.ToString() << "; segment "
@@ -504,7 +511,7 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
   const int64_t t0 = options_.clock->NowNanos();
   CallMaster<absl::StatusOr<ReplicaListResult>>(
       [query](MasterClient& m) { return m.BatchGetReplicaList(*query); },
-      [this, out, index, t0, buffers = std::move(buffers),
+      [this, out, index, query, t0, buffers = std::move(buffers),
        done = std::move(done)](absl::StatusOr<ReplicaListResult> list) mutable {
         if (!list.ok()) {
           for (size_t i : *index) (*out)[i] = Code(list.status());
@@ -529,11 +536,12 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
             (*out)[i] = Code(ErrorCode::INVALID_PARAMS);  // the buffer cannot hold the object
             continue;
           }
-          // Closest replica: own segment, then same host, then the network.
+          // Closest replica: own segment, then same host, then the network; a memory replica
+          // before the disk copy (docs/ssd_tier.md).
           const ReplicaDesc* best = &obj.replicas[0];
           int best_rank = 99;
           for (const ReplicaDesc& r : obj.replicas) {
-            const int rank = options_.data->Closeness(r.segment_name);
+            const int rank = options_.data->Closeness(r.segment_name) + (r.disk ? 10 : 0);
             if (rank < best_rank) {
               best_rank = rank;
               best = &r;
@@ -541,7 +549,7 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
           }
           reading->push_back(i);
           const size_t first = reqs.size();
-          AddScatterRequests(false, buffers[i], *best, obj.size, &reqs);
+          AddScatterRequests(false, buffers[i], *best, obj.size, &reqs, &(*query)[j]);
           ranges->emplace_back(first, reqs.size());
           (*out)[i] = static_cast<int64_t>(obj.size);
         }

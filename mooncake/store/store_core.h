@@ -72,6 +72,9 @@ class StoreCore {
   // The own segment as mounted now: its instance changes when a remount fences inbound writes.
   SegmentDesc segment() const;
   bool mounted() const { return mounted_.load(); }
+  // mount_epoch counts successful mounts and remounts: it moves when the master (re)learned this
+  // client, so state only the client holds (its SSD tier's objects) must be told again.
+  uint64_t mount_epoch() const { return mount_epoch_.load(); }
 
   // Mount / Unmount the own segment (OK at once for a pure client).
   void Mount(std::function<void(absl::Status)> done);
@@ -129,6 +132,7 @@ class StoreCore {
   std::atomic<uint64_t> segment_instance_;  // options_.segment.instance until a fence renews it
   std::atomic<bool> fenced_for_remount_{false};  // fenced, and the remount not yet confirmed
   std::atomic<bool> mounted_{false};
+  std::atomic<uint64_t> mount_epoch_{0};
   std::atomic<uint64_t> put_counter_{0};
 };
 

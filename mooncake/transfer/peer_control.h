@@ -19,6 +19,11 @@ class PeerControl : public RdmaHandshake {
   // when nothing answers there (the process is gone); other errors when it cannot be told.
   virtual absl::StatusOr<std::string> GetDescriptor(const std::string& segment) = 0;
   // Exchange (RdmaHandshake) carries one rail handshake to the peer and brings back its answer.
+
+  // CallService carries one request to the service handler of the engine serving `segment`
+  // (TransferEngine::SetServiceHandler) and brings back its reply.
+  virtual absl::StatusOr<std::string> CallService(const std::string& segment,
+                                                  const std::string& request) = 0;
 };
 
 }  // namespace mooncake

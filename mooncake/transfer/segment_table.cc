@@ -77,7 +77,21 @@ class TransferEngine::TcpControl final : public PeerControl {
 
   absl::StatusOr<EndpointInfo> Exchange(const std::string& segment,
                                         const EndpointInfo& mine) override {
-    // The control address the peer published, else the one its name says.
+    absl::StatusOr<std::string> reply =
+        CallPeer(segment, FrameOp::kRdmaHandshake, EndpointInfoToJson(mine));
+    if (!reply.ok()) return reply.status();
+    return ParseEndpointInfo(*reply);
+  }
+
+  absl::StatusOr<std::string> CallService(const std::string& segment,
+                                          const std::string& request) override {
+    return CallPeer(segment, FrameOp::kService, request);
+  }
+
+ private:
+  // Sends to the control address the peer published, else the one its name says.
+  absl::StatusOr<std::string> CallPeer(const std::string& segment, FrameOp op,
+                                       const std::string& payload) {
     std::string host;
     int port = 0;
     std::shared_ptr<const SegmentView> view = engine_->CurrentView(segment);
@@ -90,13 +104,9 @@ class TransferEngine::TcpControl final : public PeerControl {
     } else {
       return MakeError(ErrorCode::SEGMENT_NOT_FOUND, segment);
     }
-    absl::StatusOr<std::string> reply =
-        Call(segment, host, port, FrameOp::kRdmaHandshake, EndpointInfoToJson(mine));
-    if (!reply.ok()) return reply.status();
-    return ParseEndpointInfo(*reply);
+    return Call(segment, host, port, op, payload);
   }
 
- private:
   absl::StatusOr<std::string> Call(const std::string& segment, const std::string& host, int port,
                                    FrameOp op, const std::string& payload) {
     absl::StatusOr<std::string> reply =

@@ -264,7 +264,31 @@ absl::StatusOr<std::string> TransferEngine::HandleControl(FrameOp op, const std:
     if (!mine.ok()) return mine.status();
     return EndpointInfoToJson(*mine);
   }
+  if (op == FrameOp::kService) return HandleService(payload);
   return MakeError(ErrorCode::NOT_SUPPORTED, "unknown control request");
+}
+
+void TransferEngine::SetServiceHandler(ServiceHandler handler) {
+  absl::MutexLock lock(&service_mu_);
+  service_ = handler ? std::make_shared<const ServiceHandler>(std::move(handler)) : nullptr;
+}
+
+absl::StatusOr<std::string> TransferEngine::HandleService(const std::string& request) {
+  std::shared_ptr<const ServiceHandler> handler;
+  {
+    absl::MutexLock lock(&service_mu_);
+    handler = service_;
+  }
+  if (handler == nullptr) {
+    return MakeError(ErrorCode::NOT_SUPPORTED,
+                     absl::StrCat("engine ", segment_name_, " serves no requests (no SSD tier)"));
+  }
+  return (*handler)(request);
+}
+
+absl::StatusOr<std::string> TransferEngine::CallService(const std::string& segment,
+                                                        const std::string& request) {
+  return control_->CallService(segment, request);
 }
 
 absl::StatusOr<EndpointInfo> TransferEngine::AcceptRdma(const EndpointInfo& remote) {

@@ -174,8 +174,19 @@ class TransferEngine {
   bool Idle() const;
   void Maintain();
 
+  // ServiceHandler answers requests peers send with CallService (the store's SSD tier serves disk
+  // reads this way). It runs on the control connection's thread; it may run concurrently.
+  using ServiceHandler = std::function<absl::StatusOr<std::string>(const std::string& request)>;
+  // SetServiceHandler installs (or, with null, removes) the handler; without one, requests get
+  // NOT_SUPPORTED.
+  void SetServiceHandler(ServiceHandler handler);
+  // CallService sends `request` to the service handler of the engine serving `segment` and returns
+  // its reply (at most FrameHeader::kMaxControlPayload bytes), or its error.
+  absl::StatusOr<std::string> CallService(const std::string& segment, const std::string& request);
+
   // What this engine answers on its control channel (PeerControl's other end).
   std::string DescriptorJson() const;
+  absl::StatusOr<std::string> HandleService(const std::string& request);
   absl::StatusOr<EndpointInfo> AcceptRdma(const EndpointInfo& remote);
 
   // FenceInbound makes sure no byte of a write that reached this engine before the call lands in
@@ -247,6 +258,8 @@ class TransferEngine {
   std::atomic<uint64_t> instance_;  // renewed by FenceInbound
   MemoryRegistry registry_;
   std::shared_ptr<metadata::MetadataClient> metadata_;
+  absl::Mutex service_mu_;
+  std::shared_ptr<const ServiceHandler> service_ ABSL_GUARDED_BY(service_mu_);
   std::unique_ptr<PeerControl> tcp_control_;
   PeerControl* control_ = nullptr;
   std::unique_ptr<TcpDataServer> tcp_server_;

@@ -71,6 +71,13 @@ class SimEngine::Control final : public mooncake::PeerControl {
     return (*peer)->engine_->AcceptRdma(mine);
   }
 
+  absl::StatusOr<std::string> CallService(const std::string& segment,
+                                          const std::string& request) override {
+    absl::StatusOr<SimEngine*> peer = Find(segment);
+    if (!peer.ok()) return peer.status();
+    return (*peer)->engine_->HandleService(request);
+  }
+
  private:
   absl::StatusOr<SimEngine*> Find(const std::string& segment) {
     auto it = engines_->live_.find(segment);

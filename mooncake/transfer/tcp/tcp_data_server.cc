@@ -104,6 +104,7 @@ void TcpDataServer::Serve(int fd) {
         break;
       case FrameOp::kGetDescriptor:
       case FrameOp::kRdmaHandshake:
+      case FrameOp::kService:
       case FrameOp::kFence:
         keep = HandleControl(fd, h);
         break;

@@ -37,6 +37,8 @@ absl::Status FrameHeader::Validate() const {
     case FrameOp::kRdmaHandshake:
     case FrameOp::kDescriptor:
     case FrameOp::kRdmaHandshakeReply:
+    case FrameOp::kService:
+    case FrameOp::kServiceReply:
       break;
     case FrameOp::kWriteAck:
       limit = kMaxErrorPayload;

@@ -14,6 +14,9 @@
 //   FENCE       client -> server  header + a token: apply no more bytes of that connection (on a
 //                                 fresh connection, after the lane broke)
 //   FENCE_REPLY server -> client  header, once nothing of that connection can land any more
+//   SERVICE     client -> server  header + a request for the engine's service handler (the
+//                                 store's SSD tier: docs/ssd_tier.md)
+//   SERVICE_REPLY                 header + the handler's reply, or an error message
 //
 // Responses echo the request id; on one connection they come in request order. Little-endian hosts
 // only (x86-64, aarch64). A header that fails Validate() ends the connection: the stream cannot be
@@ -34,11 +37,13 @@ enum class FrameOp : uint8_t {
   kRdmaHandshake = 4,
   kHello = 5,
   kFence = 6,
+  kService = 7,
   kWriteAck = 0x81,
   kReadData = 0x82,
   kDescriptor = 0x83,
   kRdmaHandshakeReply = 0x84,
   kFenceReply = 0x86,
+  kServiceReply = 0x87,
 };
 
 struct FrameHeader {

@@ -1,0 +1,50 @@
+// The SSD tier's read request (docs/ssd_tier.md): a reader whose object has only a disk copy asks
+// the process holding it, over the transfer engine's control channel (TransferEngine::CallService),
+// for byte ranges of one or more objects; the reply carries them. One request per holder per
+// batch, split so a reply stays under kMaxDiskReadReply.
+//
+//   request  u32 magic "MCDQ", u32 count, then per item: u32 key length, key, u64 offset,
+//            u64 length
+//   reply    u32 count, i32 code per item (0 or an ErrorCode), then each item's `length` bytes
+//            in order (a failed item's bytes are zero)
+#ifndef MOONCAKE_STORE_DISK_READ_PROTOCOL_H_
+#define MOONCAKE_STORE_DISK_READ_PROTOCOL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "mooncake/common/error_code.h"
+#include "mooncake/transfer/tcp/tcp_frame.h"
+
+namespace mooncake {
+
+// The reply of one request holds at most this many bytes (a control frame's limit).
+inline constexpr uint64_t kMaxDiskReadReply = FrameHeader::kMaxControlPayload - (64 << 10);
+inline constexpr uint32_t kMaxDiskReadItems = 4096;
+
+struct DiskReadItem {
+  std::string key;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+std::string EncodeDiskReadRequest(const std::vector<DiskReadItem>& items);
+// DecodeDiskReadRequest checks every bound (item count, key length, reply size): a malformed or
+// oversized request is INVALID_PARAMS and nothing is read.
+absl::StatusOr<std::vector<DiskReadItem>> DecodeDiskReadRequest(absl::string_view request);
+
+// ReplyLayout: where each item's code and bytes sit in the reply.
+uint64_t DiskReadReplySize(const std::vector<DiskReadItem>& items);
+uint64_t DiskReadReplyDataOffset(size_t count);
+
+// ParseDiskReadReply checks the reply against the request and returns per item its code; the
+// bytes of item i start at DiskReadReplyDataOffset(n) + the lengths of items before it.
+absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReply(const std::vector<DiskReadItem>& items,
+                                                          absl::string_view reply);
+
+}  // namespace mooncake
+
+#endif  // MOONCAKE_STORE_DISK_READ_PROTOCOL_H_
