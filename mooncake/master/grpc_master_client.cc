@@ -352,8 +352,7 @@ absl::StatusOr<OffloadSyncResult> GrpcMasterClient::OffloadSync(const ClientId& 
   if (!status.ok()) return RpcError(status, "OffloadSync");
   if (absl::Status s = Rejected(resp, "OffloadSync"); !s.ok()) return s;
   OffloadSyncResult out;
-  out.lease_ttl = absl::Milliseconds(static_cast<int64_t>(resp.lease_ttl_ms()));
-  out.tasks.reserve(resp.tasks_size());
+    out.tasks.reserve(resp.tasks_size());
   for (const proto::OffloadTask& t : resp.tasks()) {
     out.tasks.push_back(OffloadTask{t.key(), t.put_id(), t.size(), t.address()});
   }

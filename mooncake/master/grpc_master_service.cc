@@ -180,7 +180,6 @@ grpc::Status GrpcMasterService::OffloadSync(grpc::ServerContext*,
   request.max_tasks = req->max_tasks();
   auto result = service_->OffloadSync(FromProto(req->client_id()), request);
   if (!result.ok()) return Reject(result.status(), resp);
-  resp->set_lease_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->lease_ttl)));
   for (const OffloadTask& t : result->tasks) {
     proto::OffloadTask* out = resp->add_tasks();
     out->set_key(t.key);

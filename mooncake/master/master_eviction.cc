@@ -34,7 +34,7 @@ uint64_t MasterService::Evict(int64_t now) {
   };
   // An object already only on disk has no memory left to free.
   auto evictable = [&](const ObjectRecord* r) {
-    return r->num_replicas > 0 && policy.Evictable(candidate(r), now);
+    return r->num_replicas > 0 && !r->offloading() && policy.Evictable(candidate(r), now);
   };
   // An object with a disk copy loses only its memory replicas and stays readable.
   std::vector<ObjectRecord*> to_disk;

@@ -24,6 +24,8 @@ namespace mooncake {
 inline constexpr uint8_t kObjectComplete = 1;
 inline constexpr uint8_t kObjectSoftPin = 2;
 inline constexpr uint8_t kObjectHardPin = 4;
+// Soft (never journaled or snapshotted): an SSD tier is copying the object (master_offload.cc).
+inline constexpr uint8_t kObjectOffloading = 8;
 
 // MasterSnapshot is the durable state at one instant. Segment ids are the ids of the service that
 // took it: unique within the snapshot, and the ids later journal records use.

@@ -8,8 +8,8 @@
 
 // MasterService: the SSD tier's side in the master (docs/ssd_tier.md). A storage process whose
 // tier synced is an offload client: objects completed with replica 0 on its segments are queued
-// for it; OffloadSync hands them out leased (so the memory holds those bytes while it copies), and
-// records the copies it reports. A disk copy is named by a segment of its holder, so it goes with
+// for it; OffloadSync hands them out held (kOffloading: the memory keeps those bytes while it
+// copies), and records the copies it reports. A disk copy is named by a segment of its holder, so it goes with
 // that process's segments (UnmountSegments), and it is deleted (disk_drops) when the object is.
 namespace mooncake {
 
@@ -69,7 +69,6 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
   }
   const int64_t now = NowNanos();
   OffloadSyncResult result;
-  result.lease_ttl = options_.default_kv_lease_ttl;
   uint32_t home = 0;
   std::vector<std::pair<std::string, uint64_t>> queued;
   {
@@ -114,6 +113,7 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
       continue;
     }
     (*it)->disk_segment = home;
+    (*it)->flags &= ~ObjectRecord::kOffloading;
     ++stored;
   }
   // Copies found at startup: an object again, unless the key now names something else.
@@ -129,7 +129,9 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
       shard.objects.insert(r);
       ++recovered;
     } else if ((*it)->complete() && (*it)->put_id == o.put_id && (*it)->size == o.size) {
-      if ((*it)->disk_segment == 0) (*it)->disk_segment = home;
+      // This process holds the copy now (an older holder under another name is gone, or its
+      // copy is the same bytes).
+      (*it)->disk_segment = home;
       ++recovered;
     } else {
       refuse(o);
@@ -142,10 +144,10 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
     Shard& shard = ShardFor(o.key);
     absl::MutexLock lock(&shard.mu);
     auto it = shard.objects.find(o.key);
-    if (it == shard.objects.end() || (*it)->put_id != o.put_id || (*it)->disk_segment != home) {
-      continue;
-    }
+    if (it == shard.objects.end() || (*it)->put_id != o.put_id) continue;
     ObjectRecord* r = *it;
+    r->flags &= ~ObjectRecord::kOffloading;  // a task that could not be stored
+    if (r->disk_segment != home) continue;
     r->disk_segment = 0;
     ++lost;
     if (r->num_replicas == 0) {
@@ -154,8 +156,8 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
       ObjectRecord::Delete(r);  // no memory to free
     }
   }
-  // Hand out queued objects still complete, of that put, not on disk, in this client's memory.
-  const int64_t lease_end = now + LeaseTtlNanos();
+  // Hand out queued objects still complete, of that put, not on disk, in this client's memory;
+  // each is held until reported.
   for (auto& [key, put_id] : queued) {
     Shard& shard = ShardFor(key);
     absl::MutexLock lock(&shard.mu);
@@ -169,7 +171,7 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
       if (seg == segments_.end() || seg->second->unmounting || seg->second->owner != client) {
         continue;
       }
-      r->lease_expiry_ns = std::max(r->lease_expiry_ns, lease_end);
+      r->flags |= ObjectRecord::kOffloading;
       result.tasks.push_back(OffloadTask{std::move(key), put_id, r->size, r->address(j)});
       break;
     }

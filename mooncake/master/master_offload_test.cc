@@ -84,8 +84,8 @@ TEST_F(MasterOffloadTest, CompletedObjectsAreHandedOutLeasedAndThenCarryADiskRep
   EXPECT_EQ(r.tasks[0].put_id, put_id);
   EXPECT_EQ(r.tasks[0].size, 16 * kKiB);
   EXPECT_GE(r.tasks[0].address, kBase);
-  EXPECT_EQ(r.lease_ttl, master_->options().default_kv_lease_ttl);
-  // Leased while copied: a remove without force is refused.
+  // Held while copied: a remove without force is refused, even after read leases end.
+  clock_.Advance(absl::Minutes(1));
   EXPECT_EQ((*master_->BatchRemove(Views({"k"}), false))[0], ErrorCode::OBJECT_HAS_LEASE);
   EXPECT_TRUE(Sync(take).tasks.empty());  // handed out once
 
@@ -125,6 +125,27 @@ TEST_F(MasterOffloadTest, EvictionKeepsObjectsWithADiskCopyReadableFromDisk) {
   EXPECT_EQ((*again)[0].error, ErrorCode::OBJECT_ALREADY_EXISTS);
   // Objects without a disk copy are evicted as before.
   EXPECT_EQ(master_->GetMetrics().evicted_objects, master_->GetMetrics().evicted_to_disk);
+}
+
+TEST_F(MasterOffloadTest, AHandedOutObjectIsHeldUntilReportedStoredOrLost) {
+  Mount(kOwner, "owner", kBase, 64 * kKiB);
+  Sync({});
+  const uint64_t a = Put("a");
+  const uint64_t b = Put("b");
+  OffloadSyncRequest take;
+  take.max_tasks = 10;
+  ASSERT_EQ(Sync(take).tasks.size(), 2u);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ((*master_->BatchRemove(Views({"a", "b"}), false))[0], ErrorCode::OBJECT_HAS_LEASE);
+  OffloadSyncRequest report;
+  report.stored = {{"a", a, 16 * kKiB}};
+  report.lost = {{"b", b, 16 * kKiB}};  // its write failed: no disk copy, no longer held
+  Sync(report);
+  EXPECT_EQ((*master_->BatchRemove(Views({"b"}), false))[0], ErrorCode::OK);
+  std::vector<ReplicaDesc> replicas = Replicas("a");
+  ASSERT_EQ(replicas.size(), 2u);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ((*master_->BatchRemove(Views({"a"}), false))[0], ErrorCode::OK);
 }
 
 TEST_F(MasterOffloadTest, ReportsForAnotherPutOrAGoneKeyAreRefused) {

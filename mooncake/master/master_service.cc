@@ -444,7 +444,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchRemove(
   std::vector<ErrorCode> out = ForEachKey(keys, [&](Shard& shard, auto it, size_t) {
     ObjectRecord* r = *it;
     if (!r->complete()) return ErrorCode::REPLICA_IS_NOT_READY;
-    if (!force && r->lease_expiry_ns > now) return ErrorCode::OBJECT_HAS_LEASE;
+    if (!force && r->held(now)) return ErrorCode::OBJECT_HAS_LEASE;
     shard.objects.erase(it);
     victims.push_back(r);
     NotifyDropped(victims, ObjectDropReason::kRemoved);
@@ -467,7 +467,7 @@ uint64_t MasterService::RemoveMatching(const RE2* regex, bool force) {
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       ObjectRecord* r = *it;
       const bool match =
-          r->complete() && (force || r->lease_expiry_ns <= now) &&
+          r->complete() && (force || !r->held(now)) &&
           (regex == nullptr ||
            RE2::PartialMatch(re2::StringPiece(r->key().data(), r->key().size()), *regex));
       if (match) {

@@ -241,7 +241,8 @@ class MasterService {
 
   // OffloadSync is the SSD tier of `client`'s process talking to the master (OffloadSyncRequest):
   // reported copies are recorded (a refused one comes back in `drop`), lost ones forgotten (an
-  // object left with no copy is gone), and up to max_tasks queued objects are handed out, leased.
+  // object left with no copy is gone), and up to max_tasks queued objects are handed out, held
+  // (not evicted, not removed unless forced) until reported stored or lost.
   // NOT_SUPPORTED without enable_offload; CLIENT_NOT_FOUND for an unknown client;
   // INVALID_PARAMS for a client with no mounted segment or lists over kMaxBatchKeys.
   absl::StatusOr<OffloadSyncResult> OffloadSync(const ClientId& client,

@@ -31,6 +31,7 @@ struct MasterService::ObjectRecord {
   static constexpr uint8_t kComplete = kObjectComplete;
   static constexpr uint8_t kSoftPin = kObjectSoftPin;
   static constexpr uint8_t kHardPin = kObjectHardPin;
+  static constexpr uint8_t kOffloading = kObjectOffloading;
 
   uint64_t size;
   // Which PutStart created it (ObjectReplicas::put_id).
@@ -53,6 +54,9 @@ struct MasterService::ObjectRecord {
   bool complete() const { return flags & kComplete; }
   bool hard_pinned() const { return flags & kHardPin; }
   bool soft_pinned() const { return flags & kSoftPin; }
+  bool offloading() const { return flags & kOffloading; }
+  // Held: not removed unless forced (a read lease, or an SSD tier copying it).
+  bool held(int64_t now_ns) const { return lease_expiry_ns > now_ns || offloading(); }
   uint32_t segment(int i) const { return i == 0 ? segment0 : more[i - 1].segment_id; }
   uint64_t address(int i) const { return i == 0 ? address0 : more[i - 1].address; }
 

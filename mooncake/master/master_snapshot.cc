@@ -38,7 +38,7 @@ MasterSnapshot MasterService::Snapshot(const std::function<void()>& at_cut) cons
       o.key = std::string(r->key());
       o.put_id = r->put_id;
       o.size = r->size;
-      o.flags = r->flags;
+      o.flags = r->flags & ~kObjectOffloading;  // soft state
       out.objects.push_back(std::move(o));
     }
   }

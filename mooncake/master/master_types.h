@@ -126,15 +126,16 @@ struct OffloadSyncRequest {
   std::vector<DiskObjectRef> stored;
   // Found on disk at startup: the master makes them objects again unless the key is taken.
   std::vector<DiskObjectRef> recovered;
-  // No longer on disk (evicted by the tier's watermark, failed its checksum, disk lost).
+  // No longer on disk (evicted by the tier's watermark, failed its checksum, disk lost), or
+  // handed out but not stored (the write failed): the master stops holding them.
   std::vector<DiskObjectRef> lost;
   // How many new objects to write it may take now.
   uint32_t max_tasks = 0;
 };
 
 // OffloadTask asks a storage process to copy an object from its own segment (at `address`) to
-// its disk. The object is leased for OffloadSyncResult::lease_ttl from when the master answered;
-// bytes copied after that may belong to another object.
+// its disk. The object is held (neither evicted nor removed unless forced) until the process
+// reports the copy stored or lost; after a forced remove the report is refused.
 struct OffloadTask {
   std::string key;
   uint64_t put_id = 0;
@@ -144,7 +145,6 @@ struct OffloadTask {
 
 struct OffloadSyncResult {
   std::vector<OffloadTask> tasks;
-  absl::Duration lease_ttl;
   // Disk copies to delete: of objects removed since, and reports the master refused (the key
   // now names another put, or is gone).
   std::vector<DiskObjectRef> drop;

@@ -58,6 +58,18 @@ std::string PrometheusText(const MasterMetrics& m) {
          m.expired_clients);
   Metric(&out, "dropped_replicas", "counter", "Replicas lost with an unmounted segment.",
          m.dropped_replicas);
+  Metric(&out, "offload_tasks", "counter", "Objects handed to SSD tiers to write.",
+         m.offload_tasks);
+  Metric(&out, "offload_stored", "counter", "Disk copies reported durable.", m.offload_stored);
+  Metric(&out, "offload_recovered", "counter", "Objects recovered from restarted SSD tiers.",
+         m.offload_recovered);
+  Metric(&out, "offload_lost", "counter", "Disk copies reported lost.", m.offload_lost);
+  Metric(&out, "offload_refused", "counter", "SSD tier reports refused (another put, or gone).",
+         m.offload_refused);
+  Metric(&out, "offload_queue_overflow", "counter",
+         "Objects dropped from a full offload queue unwritten.", m.offload_queue_overflow);
+  Metric(&out, "evicted_to_disk", "counter",
+         "Evictions that freed memory and kept the object on disk.", m.evicted_to_disk);
   return out;
 }
 

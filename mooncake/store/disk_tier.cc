@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/store/disk_read_protocol.h"
@@ -76,7 +75,6 @@ DiskTierStats DiskTier::GetStats() const {
   st.syncs = syncs_.load();
   st.sync_errors = sync_errors_.load();
   st.tasks = tasks_.load();
-  st.tasks_expired = tasks_expired_.load();
   st.served_reads = served_reads_.load();
   st.served_bytes = served_bytes_.load();
   return st;
@@ -105,7 +103,6 @@ bool DiskTier::SyncOnce() {
     TakeUpTo(&stored_, kMaxBatchKeys, &req.stored);
     TakeUpTo(&lost_, kMaxBatchKeys, &req.lost);
   }
-  const int64_t t0 = RealClock::Get()->NowNanos();
   absl::StatusOr<OffloadSyncResult> result = options_.master->OffloadSync(options_.client_id, req);
   syncs_.fetch_add(1);
   if (!result.ok()) {
@@ -127,16 +124,13 @@ bool DiskTier::SyncOnce() {
     store_->Remove(drop);
   }
   tasks_.fetch_add(result->tasks.size());
-  // Trust copies made well inside the lease (a quarter of it is left for clock rates and the
-  // answer's way back).
-  const int64_t lease_ns = absl::ToInt64Nanoseconds(result->lease_ttl);
-  WriteTasks(result->tasks, t0 + lease_ns - lease_ns / 4);
+  WriteTasks(result->tasks);
   absl::MutexLock lock(&mu_);
   return result->tasks.size() >= options_.max_tasks || !recovering_.empty() || !stored_.empty() ||
          !lost_.empty();
 }
 
-void DiskTier::WriteTasks(const std::vector<OffloadTask>& tasks, int64_t deadline_ns) {
+void DiskTier::WriteTasks(const std::vector<OffloadTask>& tasks) {
   const uint64_t base = options_.segment.base, end = base + options_.segment.size;
   size_t i = 0;
   while (i < tasks.size()) {
@@ -146,6 +140,8 @@ void DiskTier::WriteTasks(const std::vector<OffloadTask>& tasks, int64_t deadlin
       const OffloadTask& t = tasks[i];
       if (t.address < base || t.size > end - t.address) {
         MC_LOG(WARNING) << "SSD tier: task for '" << t.key << "' lies outside the own segment";
+        absl::MutexLock lock(&mu_);
+        lost_.push_back({t.key, t.put_id, t.size});  // so the master stops holding it
         continue;
       }
       if (!items.empty() && bytes + t.size > options_.store.bucket_size_limit) break;
@@ -153,16 +149,12 @@ void DiskTier::WriteTasks(const std::vector<OffloadTask>& tasks, int64_t deadlin
       bytes += t.size;
     }
     if (items.empty()) continue;
-    DiskStore::StagedPtr staged = store_->Stage(items);
-    if (RealClock::Get()->NowNanos() > deadline_ns) {
-      // The memory may hold another object by now: drop these copies unwritten.
-      tasks_expired_.fetch_add(items.size());
-      continue;
-    }
-    DiskStore::CommitResult r = store_->Commit(std::move(staged));
+    DiskStore::CommitResult r = store_->Commit(store_->Stage(items));
     absl::MutexLock lock(&mu_);
     for (const DiskObject& o : r.stored) stored_.push_back({o.key, o.put_id, o.size});
     for (const DiskObject& o : r.evicted) lost_.push_back({o.key, o.put_id, o.size});
+    // Not stored (a full disk, an I/O error): the master stops holding them in memory.
+    for (const DiskObject& o : r.failed) lost_.push_back({o.key, o.put_id, o.size});
   }
 }
 

@@ -55,7 +55,6 @@ struct DiskTierStats {
   uint64_t syncs = 0;
   uint64_t sync_errors = 0;
   uint64_t tasks = 0;
-  uint64_t tasks_expired = 0;  // copied too late to trust (the lease ran out): not stored
   uint64_t served_reads = 0;
   uint64_t served_bytes = 0;
 };
@@ -80,8 +79,8 @@ class DiskTier {
   void Loop();
   // One sync with the master and the writes it hands out; true if there may be more work now.
   bool SyncOnce();
-  // Copies and commits the tasks in bucket-sized groups; `deadline_ns` ends the lease.
-  void WriteTasks(const std::vector<OffloadTask>& tasks, int64_t deadline_ns);
+  // Copies and commits the tasks in bucket-sized groups.
+  void WriteTasks(const std::vector<OffloadTask>& tasks);
 
   const DiskTierOptions options_;
   std::unique_ptr<DiskIo> owned_io_;
@@ -96,7 +95,7 @@ class DiskTier {
   uint64_t reported_epoch_ = 0;  // sync thread only
   std::vector<DiskObjectRef> recovering_;  // sync thread only: left of the full report
 
-  std::atomic<uint64_t> syncs_{0}, sync_errors_{0}, tasks_{0}, tasks_expired_{0};
+  std::atomic<uint64_t> syncs_{0}, sync_errors_{0}, tasks_{0};
   std::atomic<uint64_t> served_reads_{0}, served_bytes_{0};
 };
 

@@ -92,12 +92,12 @@ class Service:
         return self.proc.returncode
 
 
-def start_master(port=None, metrics_port=None, client_ttl=None, lease_ttl_ms=None):
+def start_master(port=None, metrics_port=None, client_ttl=None, lease_ttl_ms=None, extra=()):
     """mooncake_master on loopback; .address is "127.0.0.1:port"."""
     port = port or free_port()
     metrics_port = metrics_port or free_port()
     argv = [os.path.join(BIN_DIR, "mooncake_master"), f"--port={port}",
-            f"--metrics_port={metrics_port}", f"--bind_address={HOST}"]
+            f"--metrics_port={metrics_port}", f"--bind_address={HOST}", *extra]
     if client_ttl is not None:
         argv.append(f"--client_ttl={client_ttl}")
     if lease_ttl_ms is not None:
@@ -130,6 +130,42 @@ def start_metadata_server(port=None, as_module=False):
     service.port = port
     service.url = f"http://{HOST}:{port}/metadata"
     return service
+
+
+def master_metric(master, name):
+    """The value of mooncake_master_<name> (or <name>_total) on the master's /metrics page."""
+    status, body = http_get(f"http://{HOST}:{master.metrics_port}/metrics")
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in (f"mooncake_master_{name}",
+                                             f"mooncake_master_{name}_total"):
+            return float(parts[1])
+    raise KeyError(name)
+
+
+def start_storage_node(master, segment="64mb", port=None, args=(), wrap=(), env=None):
+    """mooncake_storage_node from the wheel (through `wrap`, e.g. an unshare command, if given);
+    .hostname is its segment name."""
+    port = port or free_port()
+    argv = [*wrap, os.path.join(BIN_DIR, "mooncake_storage_node"), f"--master={master.address}",
+            f"--host={HOST}:{port}", f"--segment_size={segment}", *args]
+    service = None
+
+    def ready():
+        return service is not None and "READY" in service.log()
+
+    # Service polls ready() only after Popen; bind it late.
+    class _Node(Service):
+        def __init__(self):
+            nonlocal service
+            service = self
+            super().__init__("storage", argv, ready, env=env)
+
+    node = _Node()
+    node.hostname = f"{HOST}:{port}"
+    node.port = port
+    return node
 
 
 def page_hashes(n, seed="prompt"):
