@@ -75,11 +75,12 @@ uint64_t DiskReadReplySize(const std::vector<DiskReadItem>& items) {
   return n;
 }
 
-absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReply(const std::vector<DiskReadItem>& items,
-                                                          absl::string_view reply) {
+absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyHead(
+    const std::vector<DiskReadItem>& items, absl::string_view head) {
   uint32_t count = 0;
-  absl::string_view in = reply;
-  if (!Get(&in, &count) || count != items.size() || reply.size() != DiskReadReplySize(items)) {
+  absl::string_view in = head;
+  if (!Get(&in, &count) || count != items.size() ||
+      head.size() != DiskReadReplyDataOffset(items.size())) {
     return MakeError(ErrorCode::TRANSFER_FAIL, "malformed disk read reply");
   }
   std::vector<ErrorCode> codes(count);

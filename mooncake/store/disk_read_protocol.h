@@ -40,10 +40,11 @@ absl::StatusOr<std::vector<DiskReadItem>> DecodeDiskReadRequest(absl::string_vie
 uint64_t DiskReadReplySize(const std::vector<DiskReadItem>& items);
 uint64_t DiskReadReplyDataOffset(size_t count);
 
-// ParseDiskReadReply checks the reply against the request and returns per item its code; the
-// bytes of item i start at DiskReadReplyDataOffset(n) + the lengths of items before it.
-absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReply(const std::vector<DiskReadItem>& items,
-                                                          absl::string_view reply);
+// ParseDiskReadReplyHead checks the first DiskReadReplyDataOffset(n) bytes of a reply against
+// the request and returns per item its code; the bytes of item i follow, after the lengths of the
+// items before it.
+absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyHead(
+    const std::vector<DiskReadItem>& items, absl::string_view head);
 
 }  // namespace mooncake
 

@@ -22,28 +22,48 @@ struct DiskChunk {
 
 // A piece of one request longer than this is asked for in several items.
 constexpr uint64_t kMaxDiskItem = 8ull << 20;
+// One service call asks for about this much: small enough that several calls of one batch are
+// in flight at once (the holder's disk reads of one overlap the transfer of another), large
+// enough to amortize the call.
+constexpr uint64_t kDiskChunkBytes = 4ull << 20;
+static_assert(kDiskChunkBytes <= kMaxDiskReadReply, "a chunk must fit one reply");
 // Chunks in flight at once for one batch.
 constexpr size_t kDiskReadParallelism = 4;
 
 void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::Status>* results) {
-  absl::StatusOr<std::string> reply =
-      engine->CallService(chunk.segment, EncodeDiskReadRequest(chunk.items));
-  absl::StatusOr<std::vector<ErrorCode>> codes =
-      reply.ok() ? ParseDiskReadReply(chunk.items, *reply) : reply.status();
-  uint64_t off = DiskReadReplyDataOffset(chunk.items.size());
+  // The reply streams from the holder's socket straight into the callers' buffers.
+  std::vector<ErrorCode> codes;
+  absl::Status call = engine->CallServiceInto(
+      chunk.segment, EncodeDiskReadRequest(chunk.items), [&](PeerControl::ReplyReader& reply) {
+        if (reply.size() != DiskReadReplySize(chunk.items)) {
+          return MakeError(ErrorCode::TRANSFER_FAIL, "malformed disk read reply");
+        }
+        std::string head(DiskReadReplyDataOffset(chunk.items.size()), '\0');
+        if (absl::Status s = reply.Read(head.data(), head.size()); !s.ok()) return s;
+        absl::StatusOr<std::vector<ErrorCode>> parsed = ParseDiskReadReplyHead(chunk.items, head);
+        if (!parsed.ok()) return parsed.status();
+        codes = std::move(*parsed);
+        std::string discard;
+        for (size_t k = 0; k < chunk.items.size(); ++k) {
+          char* dst = chunk.targets[k].second;
+          if (codes[k] != ErrorCode::OK) {  // its bytes are zeros: do not touch the buffer
+            discard.resize(chunk.items[k].length);
+            dst = discard.data();
+          }
+          if (absl::Status s = reply.Read(dst, chunk.items[k].length); !s.ok()) return s;
+        }
+        return absl::OkStatus();
+      });
   for (size_t k = 0; k < chunk.items.size(); ++k) {
-    const auto& [request, local] = chunk.targets[k];
+    const size_t request = chunk.targets[k].first;
     absl::Status s;
-    if (!codes.ok()) {
-      s = codes.status();
-    } else if ((*codes)[k] != ErrorCode::OK) {
-      s = MakeError((*codes)[k], absl::StrCat("disk read of '", chunk.items[k].key, "' from ",
-                                              chunk.segment, " failed"));
-    } else {
-      std::memcpy(local, reply->data() + off, chunk.items[k].length);
+    if (!call.ok()) {
+      s = call;
+    } else if (codes[k] != ErrorCode::OK) {
+      s = MakeError(codes[k], absl::StrCat("disk read of '", chunk.items[k].key, "' from ",
+                                          chunk.segment, " failed"));
     }
     if (!s.ok() && (*results)[request].ok()) (*results)[request] = s;
-    off += chunk.items[k].length;
   }
 }
 
@@ -58,7 +78,8 @@ void EngineDataPath::ReadDisk(const std::vector<DataRequest>& requests,
     std::vector<DiskChunk>& chunks = by_holder[r.segment];
     for (uint64_t done = 0; done < r.length;) {
       const uint64_t n = std::min(kMaxDiskItem, r.length - done);
-      if (chunks.empty() || chunks.back().bytes + n > kMaxDiskReadReply ||
+      if (chunks.empty() ||
+          (chunks.back().bytes > 0 && chunks.back().bytes + n > kDiskChunkBytes) ||
           chunks.back().items.size() >= kMaxDiskReadItems) {
         chunks.emplace_back();
         chunks.back().segment = r.segment;

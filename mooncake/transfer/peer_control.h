@@ -6,6 +6,9 @@
 #ifndef MOONCAKE_TRANSFER_PEER_CONTROL_H_
 #define MOONCAKE_TRANSFER_PEER_CONTROL_H_
 
+#include <cstdint>
+#include <cstring>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,6 +27,43 @@ class PeerControl : public RdmaHandshake {
   // (TransferEngine::SetServiceHandler) and brings back its reply.
   virtual absl::StatusOr<std::string> CallService(const std::string& segment,
                                                   const std::string& request) = 0;
+
+  // ReplyReader hands a reply's bytes to its consumer in order.
+  class ReplyReader {
+   public:
+    virtual ~ReplyReader() = default;
+    virtual uint64_t size() const = 0;
+    // Read copies the next n bytes to dst; past the end is an error.
+    virtual absl::Status Read(void* dst, uint64_t n) = 0;
+  };
+  using ReplyConsumer = std::function<absl::Status(ReplyReader& reply)>;
+  // CallServiceInto is CallService with the reply streamed to `consume`, which must read all of
+  // it (over TCP the bytes come straight off the socket). By default: CallService, then the
+  // string.
+  virtual absl::Status CallServiceInto(const std::string& segment, const std::string& request,
+                                       const ReplyConsumer& consume) {
+    absl::StatusOr<std::string> reply = CallService(segment, request);
+    if (!reply.ok()) return reply.status();
+    StringReader reader(*reply);
+    return consume(reader);
+  }
+
+ private:
+  class StringReader final : public ReplyReader {
+   public:
+    explicit StringReader(const std::string& s) : s_(s) {}
+    uint64_t size() const override { return s_.size(); }
+    absl::Status Read(void* dst, uint64_t n) override {
+      if (n > s_.size() - pos_) return absl::OutOfRangeError("read past the end of the reply");
+      std::memcpy(dst, s_.data() + pos_, n);
+      pos_ += n;
+      return absl::OkStatus();
+    }
+
+   private:
+    const std::string& s_;
+    uint64_t pos_ = 0;
+  };
 };
 
 }  // namespace mooncake

@@ -88,34 +88,74 @@ class TransferEngine::TcpControl final : public PeerControl {
     return CallPeer(segment, FrameOp::kService, request);
   }
 
+  absl::Status CallServiceInto(const std::string& segment, const std::string& request,
+                               const ReplyConsumer& consume) override {
+    absl::StatusOr<HostPort> peer = PeerAddress(segment);
+    if (!peer.ok()) return peer.status();
+    absl::Status s = ControlCallInto(
+        peer->host, peer->port, FrameOp::kService, request, engine_->options_.connect_timeout,
+        [&](int fd, uint64_t length) {
+          SocketReader reader(fd, length);
+          absl::Status consumed = consume(reader);
+          // A consumer that stops early leaves the frame unread: an error, never a silent cut.
+          if (consumed.ok() && reader.left() != 0) {
+            consumed = absl::DataLossError("reply not fully read");
+          }
+          return consumed;
+        });
+    return Refused(segment, *peer, std::move(s));
+  }
+
  private:
-  // Sends to the control address the peer published, else the one its name says.
-  absl::StatusOr<std::string> CallPeer(const std::string& segment, FrameOp op,
-                                       const std::string& payload) {
-    std::string host;
-    int port = 0;
+  class SocketReader final : public ReplyReader {
+   public:
+    SocketReader(int fd, uint64_t length) : fd_(fd), left_(length), size_(length) {}
+    uint64_t size() const override { return size_; }
+    uint64_t left() const { return left_; }
+    absl::Status Read(void* dst, uint64_t n) override {
+      if (n > left_) return absl::OutOfRangeError("read past the end of the reply");
+      left_ -= n;
+      return RecvAll(fd_, dst, n);
+    }
+
+   private:
+    const int fd_;
+    uint64_t left_;
+    const uint64_t size_;
+  };
+
+  // The control address the peer published, else the one its name says.
+  absl::StatusOr<HostPort> PeerAddress(const std::string& segment) {
     std::shared_ptr<const SegmentView> view = engine_->CurrentView(segment);
     if (view != nullptr && view->desc != nullptr && view->desc->tcp_port != 0) {
-      host = view->desc->tcp_host;
-      port = view->desc->tcp_port;
-    } else if (absl::StatusOr<HostPort> hp = ParseHostPort(segment); hp.ok()) {
-      host = hp->host;
-      port = hp->port;
-    } else {
-      return MakeError(ErrorCode::SEGMENT_NOT_FOUND, segment);
+      return HostPort{view->desc->tcp_host, view->desc->tcp_port};
     }
-    return Call(segment, host, port, op, payload);
+    if (absl::StatusOr<HostPort> hp = ParseHostPort(segment); hp.ok()) return *hp;
+    return MakeError(ErrorCode::SEGMENT_NOT_FOUND, segment);
+  }
+
+  absl::StatusOr<std::string> CallPeer(const std::string& segment, FrameOp op,
+                                       const std::string& payload) {
+    absl::StatusOr<HostPort> peer = PeerAddress(segment);
+    if (!peer.ok()) return peer.status();
+    return Call(segment, peer->host, peer->port, op, payload);
+  }
+
+  // A refused connection means the peer's process is gone.
+  static absl::Status Refused(const std::string& segment, const HostPort& peer, absl::Status s) {
+    if (!s.ok() && SocketErrno(s) == ECONNREFUSED) {
+      return MakeError(ErrorCode::SEGMENT_NOT_FOUND,
+                       absl::StrCat("segment ", segment, ": nothing listens at ",
+                                    FormatHostPort(peer.host, peer.port), " (the process is gone)"));
+    }
+    return s;
   }
 
   absl::StatusOr<std::string> Call(const std::string& segment, const std::string& host, int port,
                                    FrameOp op, const std::string& payload) {
     absl::StatusOr<std::string> reply =
         ControlCall(host, port, op, payload, engine_->options_.connect_timeout);
-    if (!reply.ok() && SocketErrno(reply.status()) == ECONNREFUSED) {
-      return MakeError(ErrorCode::SEGMENT_NOT_FOUND,
-                       absl::StrCat("segment ", segment, ": nothing listens at ",
-                                    FormatHostPort(host, port), " (the process is gone)"));
-    }
+    if (!reply.ok()) return Refused(segment, HostPort{host, port}, reply.status());
     return reply;
   }
 

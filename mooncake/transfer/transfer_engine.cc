@@ -291,6 +291,12 @@ absl::StatusOr<std::string> TransferEngine::CallService(const std::string& segme
   return control_->CallService(segment, request);
 }
 
+absl::Status TransferEngine::CallServiceInto(const std::string& segment,
+                                             const std::string& request,
+                                             const PeerControl::ReplyConsumer& consume) {
+  return control_->CallServiceInto(segment, request, consume);
+}
+
 absl::StatusOr<EndpointInfo> TransferEngine::AcceptRdma(const EndpointInfo& remote) {
   if (rdma_ == nullptr) {
     return MakeError(ErrorCode::NOT_SUPPORTED, "this engine does not run the RDMA transport");

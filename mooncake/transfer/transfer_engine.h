@@ -183,6 +183,9 @@ class TransferEngine {
   // CallService sends `request` to the service handler of the engine serving `segment` and returns
   // its reply (at most FrameHeader::kMaxControlPayload bytes), or its error.
   absl::StatusOr<std::string> CallService(const std::string& segment, const std::string& request);
+  // CallServiceInto streams the reply to `consume` (PeerControl::CallServiceInto).
+  absl::Status CallServiceInto(const std::string& segment, const std::string& request,
+                               const PeerControl::ReplyConsumer& consume);
 
   // What this engine answers on its control channel (PeerControl's other end).
   std::string DescriptorJson() const;

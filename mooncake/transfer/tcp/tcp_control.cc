@@ -9,8 +9,9 @@
 
 namespace mooncake {
 
-absl::StatusOr<std::string> ControlCall(const std::string& host, int port, FrameOp op,
-                                        const std::string& payload, absl::Duration timeout) {
+absl::Status ControlCallInto(const std::string& host, int port, FrameOp op,
+                             const std::string& payload, absl::Duration timeout,
+                             const ControlReplySink& sink) {
   absl::StatusOr<int> fd = ConnectTcp(host, port, timeout);
   if (!fd.ok()) return fd.status();
   timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout)) + 1, 0};
@@ -26,16 +27,27 @@ absl::StatusOr<std::string> ControlCall(const std::string& host, int port, Frame
   if (s.ok()) s = resp.Validate();
   const FrameOp want = static_cast<FrameOp>(static_cast<uint8_t>(op) | 0x80);
   if (s.ok() && resp.op != want) s = absl::DataLossError("unexpected control reply");
-  std::string reply;
-  if (s.ok()) {
-    reply.resize(resp.length);
-    s = RecvAll(*fd, reply.data(), reply.size());
+  if (s.ok() && resp.status != 0) {
+    std::string message(resp.length, '\0');
+    s = RecvAll(*fd, message.data(), message.size());
+    if (s.ok()) {
+      s = MakeError(ErrorCodeFromInt(resp.status).value_or(ErrorCode::INTERNAL_ERROR), message);
+    }
+  } else if (s.ok()) {
+    s = sink(*fd, resp.length);
   }
   close(*fd);
+  return s;
+}
+
+absl::StatusOr<std::string> ControlCall(const std::string& host, int port, FrameOp op,
+                                        const std::string& payload, absl::Duration timeout) {
+  std::string reply;
+  absl::Status s = ControlCallInto(host, port, op, payload, timeout, [&](int fd, uint64_t n) {
+    reply.resize(n);
+    return RecvAll(fd, reply.data(), n);
+  });
   if (!s.ok()) return s;
-  if (resp.status != 0) {
-    return MakeError(ErrorCodeFromInt(resp.status).value_or(ErrorCode::INTERNAL_ERROR), reply);
-  }
   return reply;
 }
 

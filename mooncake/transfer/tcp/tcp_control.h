@@ -3,6 +3,7 @@
 #ifndef MOONCAKE_TRANSFER_TCP_TCP_CONTROL_H_
 #define MOONCAKE_TRANSFER_TCP_TCP_CONTROL_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -15,6 +16,14 @@ namespace mooncake {
 // reply comes back as a status carrying the peer's ErrorCode and message.
 absl::StatusOr<std::string> ControlCall(const std::string& host, int port, FrameOp op,
                                         const std::string& payload, absl::Duration timeout);
+
+// ControlCallInto is ControlCall with the reply payload handed to `sink` straight off the socket
+// (fd, payload length): the sink must read exactly that many bytes. Large replies (disk reads)
+// then land where they belong with no staging copy.
+using ControlReplySink = std::function<absl::Status(int fd, uint64_t length)>;
+absl::Status ControlCallInto(const std::string& host, int port, FrameOp op,
+                             const std::string& payload, absl::Duration timeout,
+                             const ControlReplySink& sink);
 
 }  // namespace mooncake
 
