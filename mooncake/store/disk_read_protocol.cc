@@ -67,20 +67,25 @@ absl::StatusOr<std::vector<DiskReadItem>> DecodeDiskReadRequest(absl::string_vie
   return items;
 }
 
-uint64_t DiskReadReplyDataOffset(size_t count) { return 4 + 4 * static_cast<uint64_t>(count); }
-
 uint64_t DiskReadReplySize(const std::vector<DiskReadItem>& items) {
-  uint64_t n = DiskReadReplyDataOffset(items.size());
+  uint64_t n = DiskReadReplyTrailerSize(items.size());
   for (const DiskReadItem& it : items) n += it.length;
   return n;
 }
 
-absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyHead(
-    const std::vector<DiskReadItem>& items, absl::string_view head) {
+std::string EncodeDiskReadReplyTrailer(const std::vector<ErrorCode>& codes) {
+  std::string out;
+  Put<uint32_t>(&out, static_cast<uint32_t>(codes.size()));
+  for (ErrorCode c : codes) Put<int32_t>(&out, static_cast<int32_t>(c));
+  return out;
+}
+
+absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyTrailer(
+    const std::vector<DiskReadItem>& items, absl::string_view trailer) {
   uint32_t count = 0;
-  absl::string_view in = head;
-  if (!Get(&in, &count) || count != items.size() ||
-      head.size() != DiskReadReplyDataOffset(items.size())) {
+  absl::string_view in = trailer;
+  if (trailer.size() != DiskReadReplyTrailerSize(items.size()) || !Get(&in, &count) ||
+      count != items.size()) {
     return MakeError(ErrorCode::TRANSFER_FAIL, "malformed disk read reply");
   }
   std::vector<ErrorCode> codes(count);

@@ -5,8 +5,9 @@
 //
 //   request  u32 magic "MCDQ", u32 count, then per item: u32 key length, key, u64 offset,
 //            u64 length
-//   reply    u32 count, i32 code per item (0 or an ErrorCode), then each item's `length` bytes
-//            in order (a failed item's bytes are zero)
+//   reply    each item's `length` bytes in order (a failed item's are zero), then u32 count and
+//            an i32 code per item (0 or an ErrorCode): the holder sends each object as soon as
+//            it is read, and the codes once all are
 #ifndef MOONCAKE_STORE_DISK_READ_PROTOCOL_H_
 #define MOONCAKE_STORE_DISK_READ_PROTOCOL_H_
 
@@ -36,15 +37,13 @@ std::string EncodeDiskReadRequest(const std::vector<DiskReadItem>& items);
 // oversized request is INVALID_PARAMS and nothing is read.
 absl::StatusOr<std::vector<DiskReadItem>> DecodeDiskReadRequest(absl::string_view request);
 
-// ReplyLayout: where each item's code and bytes sit in the reply.
+// DiskReadReplySize is the reply's length: the items' bytes, then the codes.
 uint64_t DiskReadReplySize(const std::vector<DiskReadItem>& items);
-uint64_t DiskReadReplyDataOffset(size_t count);
-
-// ParseDiskReadReplyHead checks the first DiskReadReplyDataOffset(n) bytes of a reply against
-// the request and returns per item its code; the bytes of item i follow, after the lengths of the
-// items before it.
-absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyHead(
-    const std::vector<DiskReadItem>& items, absl::string_view head);
+inline uint64_t DiskReadReplyTrailerSize(size_t count) { return 4 + 4 * static_cast<uint64_t>(count); }
+// EncodeDiskReadReplyTrailer / ParseDiskReadReplyTrailer: the codes after the bytes.
+std::string EncodeDiskReadReplyTrailer(const std::vector<ErrorCode>& codes);
+absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyTrailer(
+    const std::vector<DiskReadItem>& items, absl::string_view trailer);
 
 }  // namespace mooncake
 

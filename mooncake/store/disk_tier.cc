@@ -41,6 +41,8 @@ absl::StatusOr<std::unique_ptr<DiskTier>> DiskTier::Create(DiskTierOptions optio
                      "this process's segment holds");
   }
   std::unique_ptr<DiskTier> tier(new DiskTier(std::move(options)));
+  tier->readers_ =
+      std::make_unique<ThreadPoolExecutor>(std::max(1, tier->options_.read_threads));
   DiskIo* io = tier->options_.io;
   if (io == nullptr) {
     tier->owned_io_ = NewPosixDiskIo();
@@ -55,7 +57,9 @@ absl::StatusOr<std::unique_ptr<DiskTier>> DiskTier::Create(DiskTierOptions optio
   tier->store_ = std::move(*store);
   DiskTier* raw = tier.get();
   tier->options_.engine->SetServiceHandler(
-      [raw](const std::string& request) { return raw->Serve(request); });
+      [raw](const std::string& request, ControlReplyStream& reply) {
+        return raw->Serve(request, reply);
+      });
   tier->thread_ = std::thread([raw] { raw->Loop(); });
   return tier;
 }
@@ -67,6 +71,13 @@ void DiskTier::Stop() {
   options_.engine->SetServiceHandler(nullptr);
   stop_.Notify();
   if (thread_.joinable()) thread_.join();
+  {
+    // Requests already being served finish first (they use the readers).
+    absl::MutexLock lock(&serve_mu_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(serve_mu_) { return serving_ == 0; };
+    serve_mu_.Await(absl::Condition(&idle));
+  }
+  readers_.reset();
 }
 
 DiskTierStats DiskTier::GetStats() const {
@@ -78,6 +89,25 @@ DiskTierStats DiskTier::GetStats() const {
   st.served_reads = served_reads_.load();
   st.served_bytes = served_bytes_.load();
   return st;
+}
+
+DiskTier::Buffer DiskTier::TakeBuffer(uint64_t n) {
+  {
+    absl::MutexLock lock(&buffers_mu_);
+    for (size_t i = 0; i < free_buffers_.size(); ++i) {
+      if (free_buffers_[i].capacity >= n) {
+        Buffer b = std::move(free_buffers_[i]);
+        free_buffers_.erase(free_buffers_.begin() + static_cast<std::ptrdiff_t>(i));
+        return b;
+      }
+    }
+  }
+  return Buffer{std::unique_ptr<char[]>(new char[n]), n};
+}
+
+void DiskTier::GiveBuffer(Buffer b) {
+  absl::MutexLock lock(&buffers_mu_);
+  if (free_buffers_.size() < kMaxFreeBuffers) free_buffers_.push_back(std::move(b));
 }
 
 void DiskTier::Loop() {
@@ -158,49 +188,95 @@ void DiskTier::WriteTasks(const std::vector<OffloadTask>& tasks) {
   }
 }
 
-absl::StatusOr<std::string> DiskTier::Serve(const std::string& request) {
-  absl::StatusOr<std::vector<DiskReadItem>> items = DecodeDiskReadRequest(request);
-  if (!items.ok()) return items.status();
-  std::string reply(DiskReadReplySize(*items), '\0');
-  const uint32_t count = static_cast<uint32_t>(items->size());
-  std::memcpy(reply.data(), &count, 4);
-  std::vector<uint64_t> offsets(items->size());
-  uint64_t off = DiskReadReplyDataOffset(items->size());
-  for (size_t k = 0; k < items->size(); ++k) {
-    offsets[k] = off;
-    off += (*items)[k].length;
+absl::Status DiskTier::Serve(const std::string& request, ControlReplyStream& reply) {
+  {
+    absl::MutexLock lock(&serve_mu_);
+    if (stopped_.load()) return MakeError(ErrorCode::RPC_FAIL, "the SSD tier is stopping");
+    ++serving_;
   }
+  absl::Status s = ServeCounted(request, reply);
+  absl::MutexLock lock(&serve_mu_);
+  --serving_;
+  return s;
+}
+
+absl::Status DiskTier::ServeCounted(const std::string& request, ControlReplyStream& reply) {
+  absl::StatusOr<std::vector<DiskReadItem>> decoded = DecodeDiskReadRequest(request);
+  if (!decoded.ok()) return decoded.status();
+  const std::vector<DiskReadItem>& items = *decoded;
+  const size_t n = items.size();
+  if (absl::Status s = reply.Begin(DiskReadReplySize(items)); !s.ok()) return s;
+  std::vector<ErrorCode> codes(n, ErrorCode::OK);
+  // Reads one item into a pooled buffer (zeros if it fails).
   auto read_one = [&](size_t k) {
-    const DiskReadItem& it = (*items)[k];
+    const DiskReadItem& it = items[k];
+    Buffer buf = TakeBuffer(it.length);
     bool dropped = false;
     absl::StatusOr<DiskObject> held = store_->Find(it.key);
     absl::Status s = held.ok() ? store_->ReadRange(it.key, held->put_id, it.offset, it.length,
-                                                   reply.data() + offsets[k], &dropped)
+                                                   buf.data.get(), &dropped)
                                : held.status();
-    const int32_t code = static_cast<int32_t>(ToErrorCode(s));
-    std::memcpy(reply.data() + 4 + 4 * k, &code, 4);
+    if (!s.ok()) {
+      std::memset(buf.data.get(), 0, it.length);
+      codes[k] = ToErrorCode(s);
+    }
     if (dropped) {
       absl::MutexLock lock(&mu_);
       lost_.push_back({it.key, held->put_id, held->size});
     }
+    return buf;
   };
-  const size_t threads =
-      std::min<size_t>(static_cast<size_t>(std::max(1, options_.read_threads)), items->size());
-  if (threads <= 1) {
-    for (size_t k = 0; k < items->size(); ++k) read_one(k);
-  } else {
-    std::atomic<size_t> next{0};
-    std::vector<std::thread> pool;
-    for (size_t t = 0; t < threads; ++t) {
-      pool.emplace_back([&] {
-        for (size_t k = next.fetch_add(1); k < items->size(); k = next.fetch_add(1)) read_one(k);
-      });
+  // Pipeline: the tier's reader threads read ahead (at most kReadAhead items past the one being
+  // sent), this thread sends each item as soon as it and those before it are read, so the disk
+  // and the socket work at once. Every scheduled read finishes before Serve returns.
+  constexpr size_t kReadAhead = 8;
+  absl::Mutex mu;
+  std::vector<Buffer> bufs(n);
+  std::vector<bool> ready(n, false);
+  size_t scheduled = 0, in_flight = 0;
+  auto schedule = [&] {
+    const size_t k = scheduled++;
+    {
+      absl::MutexLock lock(&mu);
+      ++in_flight;
     }
-    for (std::thread& t : pool) t.join();
+    readers_->Schedule([&, k] {
+      Buffer buf = read_one(k);
+      absl::MutexLock lock(&mu);
+      bufs[k] = std::move(buf);
+      ready[k] = true;
+      --in_flight;
+    });
+  };
+  while (scheduled < std::min(n, kReadAhead)) schedule();
+  absl::Status sent_status;
+  uint64_t sent_bytes = 0;
+  for (size_t k = 0; k < n && sent_status.ok(); ++k) {
+    Buffer buf;
+    {
+      absl::MutexLock lock(&mu);
+      auto is_ready = [&] { return static_cast<bool>(ready[k]); };
+      mu.Await(absl::Condition(&is_ready));
+      buf = std::move(bufs[k]);
+    }
+    if (scheduled < n) schedule();
+    sent_status = reply.Write(buf.data.get(), items[k].length);
+    sent_bytes += items[k].length;
+    GiveBuffer(std::move(buf));
   }
-  served_reads_.fetch_add(items->size());
-  served_bytes_.fetch_add(off - DiskReadReplyDataOffset(items->size()));
-  return reply;
+  {
+    absl::MutexLock lock(&mu);
+    auto idle = [&] { return in_flight == 0; };
+    mu.Await(absl::Condition(&idle));
+  }
+  for (Buffer& b : bufs) {
+    if (b.data != nullptr) GiveBuffer(std::move(b));
+  }
+  if (!sent_status.ok()) return sent_status;
+  served_reads_.fetch_add(n);
+  served_bytes_.fetch_add(sent_bytes);
+  const std::string trailer = EncodeDiskReadReplyTrailer(codes);
+  return reply.Write(trailer.data(), trailer.size());
 }
 
 }  // namespace mooncake

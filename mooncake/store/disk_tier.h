@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "mooncake/common/executor.h"
 #include "mooncake/disk/disk_io.h"
 #include "mooncake/disk/disk_store.h"
 #include "mooncake/master/master_client.h"
@@ -71,20 +72,36 @@ class DiskTier {
   DiskTierStats GetStats() const;
   DiskStore* store() { return store_.get(); }
 
-  // Serve answers one disk read request (the engine's service handler).
-  absl::StatusOr<std::string> Serve(const std::string& request);
+  // Serve answers one disk read request (the engine's service handler), streaming the reply.
+  absl::Status Serve(const std::string& request, ControlReplyStream& reply);
 
  private:
   explicit DiskTier(DiskTierOptions options);
   void Loop();
   // One sync with the master and the writes it hands out; true if there may be more work now.
   bool SyncOnce();
+  // Read buffers are reused (a fresh large one costs page faults on every byte).
+  struct Buffer {
+    std::unique_ptr<char[]> data;
+    uint64_t capacity = 0;
+  };
+  static constexpr size_t kMaxFreeBuffers = 32;
+  Buffer TakeBuffer(uint64_t n);
+  // Serve's body, counted in serving_ so Stop waits for it.
+  absl::Status ServeCounted(const std::string& request, ControlReplyStream& reply);
+  void GiveBuffer(Buffer b);
   // Copies and commits the tasks in bucket-sized groups.
   void WriteTasks(const std::vector<OffloadTask>& tasks);
 
   const DiskTierOptions options_;
   std::unique_ptr<DiskIo> owned_io_;
   std::unique_ptr<DiskStore> store_;
+  // Reads of served requests (their scratch buffers live as long as the threads).
+  std::unique_ptr<Executor> readers_;
+  absl::Mutex serve_mu_;
+  int serving_ ABSL_GUARDED_BY(serve_mu_) = 0;
+  absl::Mutex buffers_mu_;
+  std::vector<Buffer> free_buffers_ ABSL_GUARDED_BY(buffers_mu_);
   absl::Notification stop_;
   std::thread thread_;
   std::atomic<bool> stopped_{false};

@@ -134,7 +134,7 @@ TEST_F(DiskTierTest, EvictedObjectsReadBackFromDiskAndSurviveARestart) {
 TEST_F(DiskTierTest, BadDiskReadRequestsGetClearErrors) {
   auto storage = Client(8 << 20, /*offload=*/true);
   ASSERT_NE(storage, nullptr);
-  absl::StatusOr<std::string> r = storage->disk_tier()->Serve("garbage");
+  absl::StatusOr<std::string> r = storage->engine()->HandleService("garbage");
   EXPECT_EQ(ToErrorCode(r.status()), ErrorCode::INVALID_PARAMS);
   // A pure client serves no disk reads.
   auto reader = Client(0, false);

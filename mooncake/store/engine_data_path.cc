@@ -25,7 +25,7 @@ constexpr uint64_t kMaxDiskItem = 8ull << 20;
 // One service call asks for about this much: small enough that several calls of one batch are
 // in flight at once (the holder's disk reads of one overlap the transfer of another), large
 // enough to amortize the call.
-constexpr uint64_t kDiskChunkBytes = 4ull << 20;
+constexpr uint64_t kDiskChunkBytes = 8ull << 20;
 static_assert(kDiskChunkBytes <= kMaxDiskReadReply, "a chunk must fit one reply");
 // Chunks in flight at once for one batch.
 constexpr size_t kDiskReadParallelism = 4;
@@ -38,20 +38,20 @@ void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::
         if (reply.size() != DiskReadReplySize(chunk.items)) {
           return MakeError(ErrorCode::TRANSFER_FAIL, "malformed disk read reply");
         }
-        std::string head(DiskReadReplyDataOffset(chunk.items.size()), '\0');
-        if (absl::Status s = reply.Read(head.data(), head.size()); !s.ok()) return s;
-        absl::StatusOr<std::vector<ErrorCode>> parsed = ParseDiskReadReplyHead(chunk.items, head);
+        // The bytes land in the callers' buffers as they come; a failed item's (zeros) land
+        // there too, and its code below makes the result an error.
+        for (size_t k = 0; k < chunk.items.size(); ++k) {
+          if (absl::Status s = reply.Read(chunk.targets[k].second, chunk.items[k].length);
+              !s.ok()) {
+            return s;
+          }
+        }
+        std::string trailer(DiskReadReplyTrailerSize(chunk.items.size()), '\0');
+        if (absl::Status s = reply.Read(trailer.data(), trailer.size()); !s.ok()) return s;
+        absl::StatusOr<std::vector<ErrorCode>> parsed =
+            ParseDiskReadReplyTrailer(chunk.items, trailer);
         if (!parsed.ok()) return parsed.status();
         codes = std::move(*parsed);
-        std::string discard;
-        for (size_t k = 0; k < chunk.items.size(); ++k) {
-          char* dst = chunk.targets[k].second;
-          if (codes[k] != ErrorCode::OK) {  // its bytes are zeros: do not touch the buffer
-            discard.resize(chunk.items[k].length);
-            dst = discard.data();
-          }
-          if (absl::Status s = reply.Read(dst, chunk.items[k].length); !s.ok()) return s;
-        }
         return absl::OkStatus();
       });
   for (size_t k = 0; k < chunk.items.size(); ++k) {

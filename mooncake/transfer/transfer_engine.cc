@@ -153,6 +153,9 @@ absl::Status TransferEngine::Init() {
     tcp_server_ = std::make_unique<TcpDataServer>(
         &registry_,
         [this](FrameOp op, const std::string& payload) { return HandleControl(op, payload); });
+    tcp_server_->SetServiceFn([this](const std::string& payload, ControlReplyStream& reply) {
+      return HandleServiceStream(payload, reply);
+    });
     absl::Status s = tcp_server_->Start(bind, port);
     if (!s.ok()) {
       return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("transfer engine cannot listen on ",
@@ -264,7 +267,6 @@ absl::StatusOr<std::string> TransferEngine::HandleControl(FrameOp op, const std:
     if (!mine.ok()) return mine.status();
     return EndpointInfoToJson(*mine);
   }
-  if (op == FrameOp::kService) return HandleService(payload);
   return MakeError(ErrorCode::NOT_SUPPORTED, "unknown control request");
 }
 
@@ -273,7 +275,8 @@ void TransferEngine::SetServiceHandler(ServiceHandler handler) {
   service_ = handler ? std::make_shared<const ServiceHandler>(std::move(handler)) : nullptr;
 }
 
-absl::StatusOr<std::string> TransferEngine::HandleService(const std::string& request) {
+absl::Status TransferEngine::HandleServiceStream(const std::string& request,
+                                                 ControlReplyStream& reply) {
   std::shared_ptr<const ServiceHandler> handler;
   {
     absl::MutexLock lock(&service_mu_);
@@ -283,7 +286,25 @@ absl::StatusOr<std::string> TransferEngine::HandleService(const std::string& req
     return MakeError(ErrorCode::NOT_SUPPORTED,
                      absl::StrCat("engine ", segment_name_, " serves no requests (no SSD tier)"));
   }
-  return (*handler)(request);
+  return (*handler)(request, reply);
+}
+
+absl::StatusOr<std::string> TransferEngine::HandleService(const std::string& request) {
+  class StringStream final : public ControlReplyStream {
+   public:
+    absl::Status Begin(uint64_t length) override {
+      out.reserve(length);
+      return absl::OkStatus();
+    }
+    absl::Status Write(const void* data, uint64_t n) override {
+      out.append(static_cast<const char*>(data), n);
+      return absl::OkStatus();
+    }
+    std::string out;
+  };
+  StringStream stream;
+  if (absl::Status s = HandleServiceStream(request, stream); !s.ok()) return s;
+  return std::move(stream.out);
 }
 
 absl::StatusOr<std::string> TransferEngine::CallService(const std::string& segment,

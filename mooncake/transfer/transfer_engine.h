@@ -44,6 +44,7 @@
 #include "mooncake/transfer/peer_control.h"
 #include "mooncake/transfer/rdma/rdma_transport.h"
 #include "mooncake/transfer/segment_descriptor.h"
+#include "mooncake/transfer/tcp/tcp_frame.h"
 #include "mooncake/transfer/transfer_batch.h"
 #include "mooncake/transfer/transfer_types.h"
 #include "mooncake/transfer/transport.h"
@@ -175,8 +176,10 @@ class TransferEngine {
   void Maintain();
 
   // ServiceHandler answers requests peers send with CallService (the store's SSD tier serves disk
-  // reads this way). It runs on the control connection's thread; it may run concurrently.
-  using ServiceHandler = std::function<absl::StatusOr<std::string>(const std::string& request)>;
+  // reads this way), streaming the reply (ControlReplyStream: Begin once, then Write). It runs on
+  // the control connection's thread; it may run concurrently.
+  using ServiceHandler =
+      std::function<absl::Status(const std::string& request, ControlReplyStream& reply)>;
   // SetServiceHandler installs (or, with null, removes) the handler; without one, requests get
   // NOT_SUPPORTED.
   void SetServiceHandler(ServiceHandler handler);
@@ -189,7 +192,10 @@ class TransferEngine {
 
   // What this engine answers on its control channel (PeerControl's other end).
   std::string DescriptorJson() const;
+  // HandleService runs the handler with the reply gathered in a string (the simulator's control
+  // channel); HandleServiceStream with the reply sent as it comes (the TCP server's).
   absl::StatusOr<std::string> HandleService(const std::string& request);
+  absl::Status HandleServiceStream(const std::string& request, ControlReplyStream& reply);
   absl::StatusOr<EndpointInfo> AcceptRdma(const EndpointInfo& remote);
 
   // FenceInbound makes sure no byte of a write that reached this engine before the call lands in

@@ -209,6 +209,7 @@ bool TcpDataServer::HandleControl(int fd, const FrameHeader& h) {
     return SendError(fd, h, reply_op, MakeError(ErrorCode::RPC_FAIL, read.message()));
   }
   if (!read.ok()) return false;
+  if (h.op == FrameOp::kService && service_) return HandleServiceStream(fd, h, payload);
   absl::StatusOr<std::string> reply;
   if (h.op == FrameOp::kFence) {
     uint64_t token = 0;
@@ -225,6 +226,47 @@ bool TcpDataServer::HandleControl(int fd, const FrameHeader& h) {
   r.length = reply->size();
   iovec iov[2] = {{&r, sizeof(r)}, {reply->data(), reply->size()}};
   return SendAll(fd, iov, 2).ok();
+}
+
+bool TcpDataServer::HandleServiceStream(int fd, const FrameHeader& h, const std::string& payload) {
+  class SocketStream final : public ControlReplyStream {
+   public:
+    SocketStream(int fd, const FrameHeader& request) : fd_(fd), request_(request) {}
+    absl::Status Begin(uint64_t length) override {
+      if (begun_) return absl::FailedPreconditionError("reply already begun");
+      if (length > FrameHeader::kMaxControlPayload) {
+        return absl::ResourceExhaustedError("reply over the control frame limit");
+      }
+      begun_ = true;
+      left_ = length;
+      FrameHeader r;
+      r.op = FrameOp::kServiceReply;
+      r.request_id = request_.request_id;
+      r.length = length;
+      return SendAll(fd_, &r, sizeof(r));
+    }
+    absl::Status Write(const void* data, uint64_t n) override {
+      if (!begun_ || n > left_) return absl::OutOfRangeError("reply longer than announced");
+      left_ -= n;
+      return SendAll(fd_, data, n);
+    }
+    bool begun() const { return begun_; }
+    uint64_t left() const { return left_; }
+
+   private:
+    const int fd_;
+    const FrameHeader request_;
+    bool begun_ = false;
+    uint64_t left_ = 0;
+  };
+  SocketStream stream(fd, h);
+  absl::Status s = service_(payload, stream);
+  if (!stream.begun()) {
+    return SendError(fd, h, FrameOp::kServiceReply,
+                     s.ok() ? absl::InternalError("the service sent no reply") : s);
+  }
+  if (!s.ok()) MC_LOG(WARNING) << "tcp data server: service reply cut: " << s.message();
+  return s.ok() && stream.left() == 0;
 }
 
 void TcpDataServer::FenceLocked(Connection* conn) {

@@ -45,6 +45,10 @@ struct TcpDataServerOptions {
 
 class TcpDataServer {
  public:
+  // ServiceFn answers a SERVICE request by streaming its reply. An error before Begin becomes an
+  // error reply; after Begin (or a reply cut short) the connection is closed, so the caller sees
+  // the reply fail, never a short one.
+  using ServiceFn = std::function<absl::Status(const std::string& payload, ControlReplyStream&)>;
   // ControlFn answers a control request (GET_DESC, RDMA_HS) with the reply payload or an error.
   using ControlFn =
       std::function<absl::StatusOr<std::string>(FrameOp op, const std::string& payload)>;
@@ -68,6 +72,9 @@ class TcpDataServer {
   void FenceAll();
   const MemoryBudget& control_budget() const { return budget_; }
   void SetFaultHookForTesting(FaultHook hook);
+  // SetServiceFn installs the SERVICE handler (before Start); without one SERVICE goes to
+  // ControlFn.
+  void SetServiceFn(ServiceFn fn) { service_ = std::move(fn); }
 
  private:
   struct Connection;
@@ -76,6 +83,7 @@ class TcpDataServer {
   bool HandleWrite(Connection* conn, const FrameHeader& h);
   bool HandleRead(int fd, const FrameHeader& h);
   bool HandleControl(int fd, const FrameHeader& h);
+  bool HandleServiceStream(int fd, const FrameHeader& h, const std::string& payload);
   bool HandleHello(Connection* conn);
   bool SendError(int fd, const FrameHeader& request, FrameOp op, const absl::Status& status);
   // Fence marks the connection named `token` fenced (or remembers the token, should its HELLO
@@ -85,6 +93,7 @@ class TcpDataServer {
 
   const MemoryRegistry* const registry_;
   const ControlFn control_;
+  ServiceFn service_;  // set before Start, constant afterwards
   const TcpDataServerOptions options_;
   MemoryBudget budget_;
   absl::Mutex mu_;

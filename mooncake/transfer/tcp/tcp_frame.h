@@ -70,6 +70,15 @@ struct FrameHeader {
 };
 static_assert(sizeof(FrameHeader) == 40, "wire header is 40 bytes");
 
+// ControlReplyStream sends one control reply in pieces: Begin(length) once, then Write until
+// `length` bytes went (a disk read sends each object as soon as it is read).
+class ControlReplyStream {
+ public:
+  virtual ~ControlReplyStream() = default;
+  virtual absl::Status Begin(uint64_t length) = 0;
+  virtual absl::Status Write(const void* data, uint64_t n) = 0;
+};
+
 }  // namespace mooncake
 
 #endif  // MOONCAKE_TRANSFER_TCP_TCP_FRAME_H_
