@@ -160,10 +160,9 @@ absl::Status ApplyOffloadEnv(const EnvLookup& env, ClientConfig* config) {
     const char* name;
     uint64_t* field;
   };
-  for (const SizeVar& var : {SizeVar{"MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES",
-                                     &config->offload_total_size_limit},
-                             SizeVar{"MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES",
-                                     &config->offload_bucket_size_limit}}) {
+  for (const SizeVar& var :
+       {SizeVar{"MOONCAKE_OFFLOAD_TOTAL_SIZE_LIMIT_BYTES", &config->offload_total_size_limit},
+        SizeVar{"MOONCAKE_OFFLOAD_BUCKET_SIZE_LIMIT_BYTES", &config->offload_bucket_size_limit}}) {
     std::optional<std::string> v = env(var.name);
     if (!v.has_value()) continue;
     absl::StatusOr<uint64_t> parsed = ParseByteSize(*v);

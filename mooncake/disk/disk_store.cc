@@ -228,8 +228,8 @@ void DiskStore::ScanBucket(uint64_t id, const std::string& name) {
   }
   if (offset < f->size()) {
     counters_->torn_records.fetch_add(1);
-    MC_LOG(WARNING) << "disk tier: " << path << " is torn at byte " << offset << " of "
-                    << f->size() << "; the records after it are dropped";
+    MC_LOG(WARNING) << "disk tier: " << path << " is torn at byte " << offset << " of " << f->size()
+                    << "; the records after it are dropped";
   }
   absl::MutexLock lock(&mu_);
   for (auto& [key, loc] : found) {
@@ -338,8 +338,8 @@ DiskStore::StagedPtr DiskStore::Stage(absl::Span<const Item> items) {
   std::vector<bool> valid(items.size());
   for (size_t k = 0; k < items.size(); ++k) {
     const Item& it = items[k];
-    valid[k] = !it.key.empty() && it.key.size() <= kMaxKey && it.size > 0 &&
-               it.size <= kMaxValue && it.data != nullptr && seen.insert(it.key).second;
+    valid[k] = !it.key.empty() && it.key.size() <= kMaxKey && it.size > 0 && it.size <= kMaxValue &&
+               it.data != nullptr && seen.insert(it.key).second;
   }
   size_t i = 0;
   while (i < items.size()) {
@@ -480,8 +480,8 @@ DiskStore::CommitResult DiskStore::Commit(StagedPtr staged) {
                   {{obj.key, it->second.put_id, it->second.size}, it->second.bucket});
               ForgetLocked(obj.key, it->second);
             }
-            index_[obj.key] = Location{id, off, RecordSpan(key_len, obj.size), obj.put_id,
-                                       obj.size, key_len};
+            index_[obj.key] =
+                Location{id, off, RecordSpan(key_len, obj.size), obj.put_id, obj.size, key_len};
             stored_bytes_ += obj.size;
             b.records.emplace_back(obj.key, obj.put_id);
             ++b.live;
@@ -507,9 +507,9 @@ absl::Status DiskStore::Read(absl::string_view key, uint64_t put_id, void* dst, 
                              bool* dropped) {
   absl::StatusOr<uint64_t> held = SizeOf(key);
   if (held.ok() && size < *held) {
-    return MakeError(ErrorCode::INVALID_PARAMS,
-                     absl::StrCat("buffer of ", size, " bytes is smaller than '", key, "' (",
-                                  *held, " bytes)"));
+    return MakeError(
+        ErrorCode::INVALID_PARAMS,
+        absl::StrCat("buffer of ", size, " bytes is smaller than '", key, "' (", *held, " bytes)"));
   }
   return ReadRange(key, put_id, 0, held.ok() ? *held : size, dst, dropped);
 }
@@ -538,9 +538,8 @@ absl::Status DiskStore::ReadRange(absl::string_view key, uint64_t put_id, uint64
                                   : file->ReadAt(loc.offset, loc.span, rec);
   if (s.ok()) {
     RecordHeader h;
-    if (!ParseHeader(rec, loc.bucket, &h) || h.key_len != loc.key_len ||
-        h.value_len != loc.size || h.put_id != loc.put_id ||
-        std::memcmp(rec + kHeaderSize, key.data(), key.size()) != 0 ||
+    if (!ParseHeader(rec, loc.bucket, &h) || h.key_len != loc.key_len || h.value_len != loc.size ||
+        h.put_id != loc.put_id || std::memcmp(rec + kHeaderSize, key.data(), key.size()) != 0 ||
         Crc32c(rec + kHeaderSize, h.key_len + h.value_len) != h.body_crc) {
       counters_->checksum_failures.fetch_add(1);
       s = MakeError(ErrorCode::FILE_READ_FAIL,

@@ -4,8 +4,8 @@
 // the files, so a restarted process gets its objects back. The format is in docs/ssd_tier.md:
 //
 //   bucket-<16 hex digits>.mcb   records, each padded to 4 KiB: a 64-byte header (magic, version,
-//                                key and value lengths, put id, bucket id, CRC-32C of key and value,
-//                                CRC-32C of the header), the key, the value
+//                                key and value lengths, put id, bucket id, CRC-32C of key and
+//                                value, CRC-32C of the header), the key, the value
 //   tombstones.mcl               append-only log of removed (key, put id, bucket) records
 //
 // A record whose header or body fails its checksum (a torn write, bit rot) ends the scan of its
@@ -69,7 +69,7 @@ struct DiskObject {
 struct DiskStoreStats {
   uint64_t objects = 0;
   uint64_t buckets = 0;
-  uint64_t used_bytes = 0;  // bytes of the bucket files
+  uint64_t used_bytes = 0;    // bytes of the bucket files
   uint64_t stored_bytes = 0;  // bytes of the values they hold live
   // Counters.
   uint64_t committed_objects = 0;
@@ -98,10 +98,10 @@ class DiskStore {
   };
   using StagedPtr = std::unique_ptr<Staged, StagedDeleter>;
   struct CommitResult {
-    absl::Status status;                // OK, or why `failed` were not stored
-    std::vector<DiskObject> stored;     // durable now (or already held with that put id)
-    std::vector<DiskObject> failed;     // not stored; they have no disk copy
-    std::vector<DiskObject> evicted;    // deleted to make room; they lost their disk copy
+    absl::Status status;              // OK, or why `failed` were not stored
+    std::vector<DiskObject> stored;   // durable now (or already held with that put id)
+    std::vector<DiskObject> failed;   // not stored; they have no disk copy
+    std::vector<DiskObject> evicted;  // deleted to make room; they lost their disk copy
   };
 
   // Open creates the directory if needed and rebuilds the index from its files; `io` must outlive
@@ -154,13 +154,13 @@ class DiskStore {
     uint64_t offset = 0;  // of the record
     uint64_t span = 0;    // record bytes, padded
     uint64_t put_id = 0;
-    uint64_t size = 0;    // value bytes
+    uint64_t size = 0;  // value bytes
     uint32_t key_len = 0;
   };
   struct Bucket {
     std::shared_ptr<DiskFile> file;
     uint64_t file_bytes = 0;
-    uint64_t live = 0;  // records the index still points at
+    uint64_t live = 0;                                      // records the index still points at
     std::vector<std::pair<std::string, uint64_t>> records;  // (key, put id), in file order
   };
 

@@ -37,14 +37,14 @@ class DiskStoreTest : public ::testing::Test {
     return s.ok() ? std::move(*s) : nullptr;
   }
   // Writes objects (key, put id, size) in one commit.
-  DiskStore::CommitResult Put(DiskStore* store,
-                              const std::vector<std::tuple<std::string, uint64_t, uint64_t>>& objs) {
+  DiskStore::CommitResult Put(
+      DiskStore* store, const std::vector<std::tuple<std::string, uint64_t, uint64_t>>& objs) {
     std::vector<std::string> values;
     std::vector<DiskStore::Item> items;
     for (const auto& [key, put_id, size] : objs) values.push_back(Value(key, put_id, size));
     for (size_t i = 0; i < objs.size(); ++i) {
-      items.push_back({std::get<0>(objs[i]), std::get<1>(objs[i]), values[i].data(),
-                       values[i].size()});
+      items.push_back(
+          {std::get<0>(objs[i]), std::get<1>(objs[i]), values[i].data(), values[i].size()});
     }
     return store->Commit(store->Stage(items));
   }
@@ -152,7 +152,7 @@ TEST_F(DiskStoreTest, RemovedObjectsStayGoneAfterARestart) {
   auto store = OpenStore(Options());
   ASSERT_TRUE(Put(store.get(), {{"a", 1, 100}, {"b", 2, 100}, {"c", 3, 100}}).status.ok());
   EXPECT_EQ(store->Remove({{"a", 1, 0}, {"b", 99, 0}, {"nope", 0, 0}}), 1u);  // b: other put
-  ASSERT_TRUE(Put(store.get(), {{"c", 4, 200}}).status.ok());  // replaces put 3 of c
+  ASSERT_TRUE(Put(store.get(), {{"c", 4, 200}}).status.ok());                 // replaces put 3 of c
   store.reset();
   store = OpenStore(Options());
   EXPECT_FALSE(store->Contains("a"));
@@ -224,7 +224,8 @@ TEST(PosixDiskStoreTest, RoundTripAndRestartOnRealFiles) {
   o.dir = std::string(tmpl) + "/sub/dir";
   std::vector<std::string> values;
   std::vector<DiskStore::Item> items;
-  for (int i = 0; i < 50; ++i) values.push_back(Value("k" + std::to_string(i), i + 1, 1000 + i * 997));
+  for (int i = 0; i < 50; ++i)
+    values.push_back(Value("k" + std::to_string(i), i + 1, 1000 + i * 997));
   for (int i = 0; i < 50; ++i) {
     items.push_back({"k" + std::to_string(i), uint64_t(i + 1), values[i].data(), values[i].size()});
   }
@@ -262,7 +263,7 @@ TEST(DiskStoreFaultTest, SeedsWithDiskFaultsNeverServeWrongBytes) {
     auto opened = DiskStore::Open(o, &disk);
     ASSERT_TRUE(opened.ok());
     std::unique_ptr<DiskStore> store = std::move(*opened);
-    std::map<std::string, std::pair<uint64_t, uint64_t>> stored;  // key -> (put id, size)
+    std::map<std::string, std::pair<uint64_t, uint64_t>> stored;     // key -> (put id, size)
     std::map<uint64_t, std::pair<std::string, uint64_t>> attempted;  // put id -> (key, size)
     uint64_t next_put = 1, served = 0;
     for (int step = 0; step < 300; ++step) {
@@ -278,7 +279,8 @@ TEST(DiskStoreFaultTest, SeedsWithDiskFaultsNeverServeWrongBytes) {
           values.push_back(Value(keys[i], puts[i], 1 + rng.Uniform(20000)));
           attempted[puts[i]] = {keys[i], values[i].size()};
         }
-        for (int i = 0; i < n; ++i) items.push_back({keys[i], puts[i], values[i].data(), values[i].size()});
+        for (int i = 0; i < n; ++i)
+          items.push_back({keys[i], puts[i], values[i].data(), values[i].size()});
         if (rng.Bernoulli(0.05)) disk.TearNextWrite();
         auto r = store->Commit(store->Stage(items));
         for (const auto& s : r.stored) stored[s.key] = {s.put_id, s.size};

@@ -16,8 +16,7 @@ class MemDiskIo::File final : public DiskFile {
   uint64_t size() const override { return content_->size(); }
   absl::Status ReadAt(uint64_t offset, uint64_t n, void* dst) const override {
     if (offset > content_->size() || n > content_->size() - offset) {
-      return MakeError(ErrorCode::FILE_READ_FAIL,
-                       absl::StrCat("read past the end of ", path_));
+      return MakeError(ErrorCode::FILE_READ_FAIL, absl::StrCat("read past the end of ", path_));
     }
     std::memcpy(dst, content_->data() + offset, n);
     return io_->ReadFault(path_, static_cast<char*>(dst), n);
@@ -169,7 +168,8 @@ absl::StatusOr<std::unique_ptr<DiskFile>> MemDiskIo::Open(const std::string& pat
   if (crashed_) return MakeError(ErrorCode::FILE_OPEN_FAIL, "disk crashed (simulated)");
   auto it = files_.find(path);
   if (it == files_.end()) {
-    return MakeError(ErrorCode::FILE_NOT_FOUND, absl::StrCat("cannot open ", path, ": no such file"));
+    return MakeError(ErrorCode::FILE_NOT_FOUND,
+                     absl::StrCat("cannot open ", path, ": no such file"));
   }
   return std::unique_ptr<DiskFile>(new File(this, path, it->second));
 }

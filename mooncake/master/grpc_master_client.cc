@@ -352,7 +352,7 @@ absl::StatusOr<OffloadSyncResult> GrpcMasterClient::OffloadSync(const ClientId& 
   if (!status.ok()) return RpcError(status, "OffloadSync");
   if (absl::Status s = Rejected(resp, "OffloadSync"); !s.ok()) return s;
   OffloadSyncResult out;
-    out.tasks.reserve(resp.tasks_size());
+  out.tasks.reserve(resp.tasks_size());
   for (const proto::OffloadTask& t : resp.tasks()) {
     out.tasks.push_back(OffloadTask{t.key(), t.put_id(), t.size(), t.address()});
   }

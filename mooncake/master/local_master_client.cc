@@ -73,8 +73,8 @@ absl::StatusOr<std::vector<SegmentStatus>> LocalMasterClient::ListSegments() {
   return service_->ListSegments();
 }
 
-absl::StatusOr<OffloadSyncResult> LocalMasterClient::OffloadSync(const ClientId& client,
-                                                                 const OffloadSyncRequest& request) {
+absl::StatusOr<OffloadSyncResult> LocalMasterClient::OffloadSync(
+    const ClientId& client, const OffloadSyncRequest& request) {
   return service_->OffloadSync(client, request);
 }
 

@@ -9,8 +9,9 @@
 // MasterService: the SSD tier's side in the master (docs/ssd_tier.md). A storage process whose
 // tier synced is an offload client: objects completed with replica 0 on its segments are queued
 // for it; OffloadSync hands them out held (kOffloading: the memory keeps those bytes while it
-// copies), and records the copies it reports. A disk copy is named by a segment of its holder, so it goes with
-// that process's segments (UnmountSegments), and it is deleted (disk_drops) when the object is.
+// copies), and records the copies it reports. A disk copy is named by a segment of its holder, so
+// it goes with that process's segments (UnmountSegments), and it is deleted (disk_drops) when the
+// object is.
 namespace mooncake {
 
 using master_internal::Add;
@@ -152,7 +153,8 @@ absl::StatusOr<OffloadSyncResult> MasterService::OffloadSync(const ClientId& cli
     ++lost;
     if (r->num_replicas == 0) {
       shard.objects.erase(it);
-      if (options_.on_object_dropped) options_.on_object_dropped(r->key(), ObjectDropReason::kEvicted);
+      if (options_.on_object_dropped)
+        options_.on_object_dropped(r->key(), ObjectDropReason::kEvicted);
       ObjectRecord::Delete(r);  // no memory to free
     }
   }

@@ -213,8 +213,7 @@ TEST_F(MasterOffloadTest, ARestartedMasterGetsDiskObjectsBackFromTheirTier) {
 
 TEST_F(MasterOffloadTest, BadCallsGetClearErrors) {
   EXPECT_EQ(ToErrorCode(master_->OffloadSync(kOwner, {}).status()), ErrorCode::CLIENT_NOT_FOUND);
-  EXPECT_EQ(ToErrorCode(master_->OffloadSync(ClientId{}, {}).status()),
-            ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(ToErrorCode(master_->OffloadSync(ClientId{}, {}).status()), ErrorCode::INVALID_PARAMS);
   OffloadSyncRequest huge;
   huge.max_tasks = kMaxBatchKeys + 1;
   Mount(kOwner, "owner", kBase, 64 * kKiB);

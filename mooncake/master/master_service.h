@@ -37,9 +37,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <tuple>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -138,13 +138,13 @@ struct MasterMetrics {
   uint64_t expired_clients = 0;
   uint64_t dropped_replicas = 0;  // lost with an unmounted segment
   // The SSD tier (keys).
-  uint64_t offload_tasks = 0;      // handed to tiers to write
-  uint64_t offload_stored = 0;     // reported durable
-  uint64_t offload_recovered = 0;  // made objects again from a restarted tier
-  uint64_t offload_lost = 0;       // disk copies reported lost
-  uint64_t offload_refused = 0;    // reports refused (the key names another put, or is gone)
+  uint64_t offload_tasks = 0;           // handed to tiers to write
+  uint64_t offload_stored = 0;          // reported durable
+  uint64_t offload_recovered = 0;       // made objects again from a restarted tier
+  uint64_t offload_lost = 0;            // disk copies reported lost
+  uint64_t offload_refused = 0;         // reports refused (the key names another put, or is gone)
   uint64_t offload_queue_overflow = 0;  // queued objects dropped from a full queue, never written
-  uint64_t evicted_to_disk = 0;    // evictions that freed memory and kept the disk copy
+  uint64_t evicted_to_disk = 0;         // evictions that freed memory and kept the disk copy
 };
 
 // TickReport says what one Tick() did.

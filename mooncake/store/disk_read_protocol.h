@@ -39,7 +39,9 @@ absl::StatusOr<std::vector<DiskReadItem>> DecodeDiskReadRequest(absl::string_vie
 
 // DiskReadReplySize is the reply's length: the items' bytes, then the codes.
 uint64_t DiskReadReplySize(const std::vector<DiskReadItem>& items);
-inline uint64_t DiskReadReplyTrailerSize(size_t count) { return 4 + 4 * static_cast<uint64_t>(count); }
+inline uint64_t DiskReadReplyTrailerSize(size_t count) {
+  return 4 + 4 * static_cast<uint64_t>(count);
+}
 // EncodeDiskReadReplyTrailer / ParseDiskReadReplyTrailer: the codes after the bytes.
 std::string EncodeDiskReadReplyTrailer(const std::vector<ErrorCode>& codes);
 absl::StatusOr<std::vector<ErrorCode>> ParseDiskReadReplyTrailer(

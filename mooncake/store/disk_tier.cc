@@ -33,7 +33,8 @@ DiskTier::DiskTier(DiskTierOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<DiskTier>> DiskTier::Create(DiskTierOptions options) {
   if (options.master == nullptr || options.engine == nullptr || !options.mount_epoch) {
-    return MakeError(ErrorCode::INVALID_PARAMS, "a disk tier needs a master, an engine and a mount");
+    return MakeError(ErrorCode::INVALID_PARAMS,
+                     "a disk tier needs a master, an engine and a mount");
   }
   if (options.segment.size == 0) {
     return MakeError(ErrorCode::INVALID_PARAMS,
@@ -41,8 +42,7 @@ absl::StatusOr<std::unique_ptr<DiskTier>> DiskTier::Create(DiskTierOptions optio
                      "this process's segment holds");
   }
   std::unique_ptr<DiskTier> tier(new DiskTier(std::move(options)));
-  tier->readers_ =
-      std::make_unique<ThreadPoolExecutor>(std::max(1, tier->options_.read_threads));
+  tier->readers_ = std::make_unique<ThreadPoolExecutor>(std::max(1, tier->options_.read_threads));
   DiskIo* io = tier->options_.io;
   if (io == nullptr) {
     tier->owned_io_ = NewPosixDiskIo();

@@ -109,7 +109,7 @@ class DiskTier {
   mutable absl::Mutex mu_;
   std::vector<DiskObjectRef> stored_ ABSL_GUARDED_BY(mu_);  // to report
   std::vector<DiskObjectRef> lost_ ABSL_GUARDED_BY(mu_);    // to report
-  uint64_t reported_epoch_ = 0;  // sync thread only
+  uint64_t reported_epoch_ = 0;                             // sync thread only
   std::vector<DiskObjectRef> recovering_;  // sync thread only: left of the full report
 
   std::atomic<uint64_t> syncs_{0}, sync_errors_{0}, tasks_{0};

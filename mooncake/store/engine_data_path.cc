@@ -61,7 +61,7 @@ void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::
       s = call;
     } else if (codes[k] != ErrorCode::OK) {
       s = MakeError(codes[k], absl::StrCat("disk read of '", chunk.items[k].key, "' from ",
-                                          chunk.segment, " failed"));
+                                           chunk.segment, " failed"));
     }
     if (!s.ok() && (*results)[request].ok()) (*results)[request] = s;
   }
@@ -70,8 +70,7 @@ void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::
 }  // namespace
 
 void EngineDataPath::ReadDisk(const std::vector<DataRequest>& requests,
-                              const std::vector<size_t>& disk,
-                              std::vector<absl::Status>* results) {
+                              const std::vector<size_t>& disk, std::vector<absl::Status>* results) {
   std::map<std::string, std::vector<DiskChunk>> by_holder;
   for (size_t i : disk) {
     const DataRequest& r = requests[i];

@@ -171,7 +171,7 @@ absl::Status StoreClient::Close() {
   }
   stop_.Notify();
   if (heartbeat_.joinable()) heartbeat_.join();
-  workers_.reset();  // drains queued async work first
+  workers_.reset();                               // drains queued async work first
   if (disk_tier_ != nullptr) disk_tier_->Stop();  // before the segment it copies from goes
   disk_tier_.reset();
   absl::Status s;

@@ -92,17 +92,18 @@ class TransferEngine::TcpControl final : public PeerControl {
                                const ReplyConsumer& consume) override {
     absl::StatusOr<HostPort> peer = PeerAddress(segment);
     if (!peer.ok()) return peer.status();
-    absl::Status s = ControlCallInto(
-        peer->host, peer->port, FrameOp::kService, request, engine_->options_.connect_timeout,
-        [&](int fd, uint64_t length) {
-          SocketReader reader(fd, length);
-          absl::Status consumed = consume(reader);
-          // A consumer that stops early leaves the frame unread: an error, never a silent cut.
-          if (consumed.ok() && reader.left() != 0) {
-            consumed = absl::DataLossError("reply not fully read");
-          }
-          return consumed;
-        });
+    absl::Status s =
+        ControlCallInto(peer->host, peer->port, FrameOp::kService, request,
+                        engine_->options_.connect_timeout, [&](int fd, uint64_t length) {
+                          SocketReader reader(fd, length);
+                          absl::Status consumed = consume(reader);
+                          // A consumer that stops early leaves the frame unread: an error, never a
+                          // silent cut.
+                          if (consumed.ok() && reader.left() != 0) {
+                            consumed = absl::DataLossError("reply not fully read");
+                          }
+                          return consumed;
+                        });
     return Refused(segment, *peer, std::move(s));
   }
 
@@ -144,9 +145,10 @@ class TransferEngine::TcpControl final : public PeerControl {
   // A refused connection means the peer's process is gone.
   static absl::Status Refused(const std::string& segment, const HostPort& peer, absl::Status s) {
     if (!s.ok() && SocketErrno(s) == ECONNREFUSED) {
-      return MakeError(ErrorCode::SEGMENT_NOT_FOUND,
-                       absl::StrCat("segment ", segment, ": nothing listens at ",
-                                    FormatHostPort(peer.host, peer.port), " (the process is gone)"));
+      return MakeError(
+          ErrorCode::SEGMENT_NOT_FOUND,
+          absl::StrCat("segment ", segment, ": nothing listens at ",
+                       FormatHostPort(peer.host, peer.port), " (the process is gone)"));
     }
     return s;
   }

@@ -312,8 +312,7 @@ absl::StatusOr<std::string> TransferEngine::CallService(const std::string& segme
   return control_->CallService(segment, request);
 }
 
-absl::Status TransferEngine::CallServiceInto(const std::string& segment,
-                                             const std::string& request,
+absl::Status TransferEngine::CallServiceInto(const std::string& segment, const std::string& request,
                                              const PeerControl::ReplyConsumer& consume) {
   return control_->CallServiceInto(segment, request, consume);
 }
