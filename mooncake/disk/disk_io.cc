@@ -188,15 +188,6 @@ class PosixDiskIo final : public DiskIo {
         new PosixDiskFile(path, direct, buffered, static_cast<uint64_t>(st.st_size)));
   }
 
-  absl::StatusOr<std::string> ReadFile(const std::string& path) override {
-    absl::StatusOr<std::unique_ptr<DiskFile>> f = Open(path);
-    if (!f.ok()) return f.status();
-    std::string out((*f)->size(), '\0');
-    absl::Status s = (*f)->ReadAt(0, out.size(), out.data());
-    if (!s.ok()) return s;
-    return out;
-  }
-
   absl::Status Remove(const std::string& path) override {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return Errno(ErrorCode::FILE_WRITE_FAIL, "cannot remove", path, errno);
@@ -215,5 +206,14 @@ class PosixDiskIo final : public DiskIo {
 }  // namespace
 
 std::unique_ptr<DiskIo> NewPosixDiskIo() { return std::make_unique<PosixDiskIo>(); }
+
+absl::StatusOr<std::string> DiskIo::ReadFile(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<DiskFile>> f = Open(path);
+  if (!f.ok()) return f.status();
+  std::string out((*f)->size(), '\0');
+  absl::Status s = (*f)->ReadAt(0, out.size(), out.data());
+  if (!s.ok()) return s;
+  return out;
+}
 
 }  // namespace mooncake

@@ -54,8 +54,8 @@ class DiskIo {
   // Append adds data[0, n) to the end of `path` (creating it) and returns once it is durable.
   virtual absl::Status Append(const std::string& path, const void* data, uint64_t n) = 0;
   virtual absl::StatusOr<std::unique_ptr<DiskFile>> Open(const std::string& path) = 0;
-  // ReadFile returns the whole file (small files: the tombstone log).
-  virtual absl::StatusOr<std::string> ReadFile(const std::string& path) = 0;
+  // ReadFile returns the whole file (small files: the tombstone log), through Open.
+  absl::StatusOr<std::string> ReadFile(const std::string& path);
   virtual absl::Status Remove(const std::string& path) = 0;
   // Rename replaces `to` by `from` atomically and durably.
   virtual absl::Status Rename(const std::string& from, const std::string& to) = 0;

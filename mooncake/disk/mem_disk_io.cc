@@ -174,15 +174,6 @@ absl::StatusOr<std::unique_ptr<DiskFile>> MemDiskIo::Open(const std::string& pat
   return std::unique_ptr<DiskFile>(new File(this, path, it->second));
 }
 
-absl::StatusOr<std::string> MemDiskIo::ReadFile(const std::string& path) {
-  absl::StatusOr<std::unique_ptr<DiskFile>> f = Open(path);
-  if (!f.ok()) return f.status();
-  std::string out((*f)->size(), '\0');
-  absl::Status s = (*f)->ReadAt(0, out.size(), out.data());
-  if (!s.ok()) return s;
-  return out;
-}
-
 absl::Status MemDiskIo::Remove(const std::string& path) {
   absl::MutexLock lock(&mu_);
   if (crashed_) return MakeError(ErrorCode::FILE_WRITE_FAIL, "disk crashed (simulated)");

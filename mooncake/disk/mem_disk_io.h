@@ -52,7 +52,6 @@ class MemDiskIo final : public DiskIo {
   absl::Status WriteFile(const std::string& path, const void* data, uint64_t n) override;
   absl::Status Append(const std::string& path, const void* data, uint64_t n) override;
   absl::StatusOr<std::unique_ptr<DiskFile>> Open(const std::string& path) override;
-  absl::StatusOr<std::string> ReadFile(const std::string& path) override;
   absl::Status Remove(const std::string& path) override;
   absl::Status Rename(const std::string& from, const std::string& to) override;
 
