@@ -113,7 +113,11 @@ void DiskTier::GiveBuffer(Buffer b) {
 void DiskTier::Loop() {
   while (!stop_.HasBeenNotified()) {
     const bool more = SyncOnce();
-    if (!more) stop_.WaitForNotificationWithTimeout(options_.sync_interval);
+    // A master without --enable_offload will not change its mind soon: ask once a second.
+    if (!more) {
+      stop_.WaitForNotificationWithTimeout(unsupported_ ? absl::Seconds(1)
+                                                        : options_.sync_interval);
+    }
   }
 }
 
@@ -135,6 +139,7 @@ bool DiskTier::SyncOnce() {
   }
   absl::StatusOr<OffloadSyncResult> result = options_.master->OffloadSync(options_.client_id, req);
   syncs_.fetch_add(1);
+  unsupported_ = !result.ok() && ToErrorCode(result.status()) == ErrorCode::NOT_SUPPORTED;
   if (!result.ok()) {
     sync_errors_.fetch_add(1);
     if (sync_errors_.load() % 100 == 1) {

@@ -110,6 +110,7 @@ class DiskTier {
   std::vector<DiskObjectRef> stored_ ABSL_GUARDED_BY(mu_);  // to report
   std::vector<DiskObjectRef> lost_ ABSL_GUARDED_BY(mu_);    // to report
   uint64_t reported_epoch_ = 0;                             // sync thread only
+  bool unsupported_ = false;               // sync thread only: the master runs without the tier
   std::vector<DiskObjectRef> recovering_;  // sync thread only: left of the full report
 
   std::atomic<uint64_t> syncs_{0}, sync_errors_{0}, tasks_{0};
