@@ -145,6 +145,14 @@ std::optional<std::string> ProcessEnv(const char* name) {
 }
 
 absl::Status ApplyOffloadEnv(const EnvLookup& env, ClientConfig* config) {
+  if (std::optional<std::string> v = env("MOONCAKE_ENABLE_SSD_OFFLOAD"); v.has_value()) {
+    const std::string b = absl::AsciiStrToLower(absl::StripAsciiWhitespace(*v));
+    if (b == "1" || b == "true" || b == "yes" || b == "on") {
+      config->enable_ssd_offload = true;
+    } else if (!(b.empty() || b == "0" || b == "false" || b == "no" || b == "off")) {
+      return FieldError("MOONCAKE_ENABLE_SSD_OFFLOAD", *v, "expected true or false");
+    }
+  }
   if (std::optional<std::string> v = env("MOONCAKE_OFFLOAD_STORAGE_BACKEND_DESCRIPTOR");
       v.has_value() && !v->empty() && *v != "bucket_storage_backend") {
     return FieldError("MOONCAKE_OFFLOAD_STORAGE_BACKEND_DESCRIPTOR", *v,
@@ -217,14 +225,6 @@ absl::StatusOr<ClientConfig> LoadClientConfigFromEnv(const EnvLookup& env) {
     absl::StatusOr<uint64_t> parsed = ParseByteSize(*v);
     if (!parsed.ok()) return FieldError(var.name, *v, parsed.status().message());
     *var.field = *parsed;
-  }
-  if (std::optional<std::string> v = env("MOONCAKE_ENABLE_SSD_OFFLOAD"); v.has_value()) {
-    const std::string b = absl::AsciiStrToLower(absl::StripAsciiWhitespace(*v));
-    if (b == "1" || b == "true" || b == "yes" || b == "on") {
-      config.enable_ssd_offload = true;
-    } else if (!(b.empty() || b == "0" || b == "false" || b == "no" || b == "off")) {
-      return FieldError("MOONCAKE_ENABLE_SSD_OFFLOAD", *v, "expected true or false");
-    }
   }
   if (absl::Status s = ApplyOffloadEnv(env, &config); !s.ok()) return s;
   if (absl::Status s = config.Validate(); !s.ok()) return s;

@@ -66,8 +66,9 @@ std::optional<std::string> ProcessEnv(const char* name);
 // LoadClientConfigFromEnv reads MOONCAKE_* variables over the defaults and validates the result.
 absl::StatusOr<ClientConfig> LoadClientConfigFromEnv(const EnvLookup& env = ProcessEnv);
 
-// ApplyOffloadEnv reads the MOONCAKE_OFFLOAD_* tunables (and the path, if the config has none)
-// into `config`; errors name the variable. LoadClientConfigFromEnv calls it; so does setup().
+// ApplyOffloadEnv reads MOONCAKE_ENABLE_SSD_OFFLOAD (which can only turn the tier on), the
+// MOONCAKE_OFFLOAD_* tunables and the path (if the config has none) into `config`; errors name
+// the variable. LoadClientConfigFromEnv, setup() and mooncake_storage_node call it.
 absl::Status ApplyOffloadEnv(const EnvLookup& env, ClientConfig* config);
 
 // LoadClientConfigFromJson parses a JSON object with ClientConfig's field names (sizes may be

@@ -30,7 +30,8 @@ static_assert(kDiskChunkBytes <= kMaxDiskReadReply, "a chunk must fit one reply"
 // Chunks in flight at once for one batch.
 constexpr size_t kDiskReadParallelism = 4;
 
-void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::Status>* results) {
+// Runs one call; returns a status per item.
+std::vector<absl::Status> RunChunk(TransferEngine* engine, const DiskChunk& chunk) {
   // The reply streams from the holder's socket straight into the callers' buffers.
   std::vector<ErrorCode> codes;
   absl::Status call = engine->CallServiceInto(
@@ -54,17 +55,16 @@ void RunChunk(TransferEngine* engine, const DiskChunk& chunk, std::vector<absl::
         codes = std::move(*parsed);
         return absl::OkStatus();
       });
+  std::vector<absl::Status> out(chunk.items.size());
   for (size_t k = 0; k < chunk.items.size(); ++k) {
-    const size_t request = chunk.targets[k].first;
-    absl::Status s;
     if (!call.ok()) {
-      s = call;
+      out[k] = call;
     } else if (codes[k] != ErrorCode::OK) {
-      s = MakeError(codes[k], absl::StrCat("disk read of '", chunk.items[k].key, "' from ",
-                                           chunk.segment, " failed"));
+      out[k] = MakeError(codes[k], absl::StrCat("disk read of '", chunk.items[k].key, "' from ",
+                                                chunk.segment, " failed"));
     }
-    if (!s.ok() && (*results)[request].ok()) (*results)[request] = s;
   }
+  return out;
 }
 
 }  // namespace
@@ -94,25 +94,25 @@ void EngineDataPath::ReadDisk(const std::vector<DataRequest>& requests,
   for (const auto& [holder, chunks] : by_holder) {
     for (const DiskChunk& c : chunks) all.push_back(&c);
   }
-  if (all.size() == 1 || !synchronous_) {
-    for (const DiskChunk* c : all) RunChunk(engine_, *c, results);
-    return;
+  // Each chunk's outcome has its own slot, so workers share nothing; a request split across
+  // chunks keeps its first error.
+  std::vector<std::vector<absl::Status>> outcome(all.size());
+  const size_t workers = synchronous_ ? std::min(kDiskReadParallelism, all.size()) : 1;
+  if (workers <= 1) {
+    for (size_t k = 0; k < all.size(); ++k) outcome[k] = RunChunk(engine_, *all[k]);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < workers; ++w) {
+      threads.emplace_back([&, w] {
+        for (size_t k = w; k < all.size(); k += workers) outcome[k] = RunChunk(engine_, *all[k]);
+      });
+    }
+    for (std::thread& t : threads) t.join();
   }
-  // A request split across chunks may get results from several workers: each worker fills its
-  // own copy, and the first error per request wins.
-  const size_t workers = std::min(kDiskReadParallelism, all.size());
-  std::vector<std::vector<absl::Status>> partial(workers, *results);
-  std::vector<std::thread> threads;
-  for (size_t w = 0; w < workers; ++w) {
-    threads.emplace_back([&, w] {
-      const size_t begin = all.size() * w / workers, end = all.size() * (w + 1) / workers;
-      for (size_t k = begin; k < end; ++k) RunChunk(engine_, *all[k], &partial[w]);
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  for (const std::vector<absl::Status>& p : partial) {
-    for (size_t i : disk) {
-      if (!p[i].ok() && (*results)[i].ok()) (*results)[i] = p[i];
+  for (size_t k = 0; k < all.size(); ++k) {
+    for (size_t j = 0; j < outcome[k].size(); ++j) {
+      absl::Status& slot = (*results)[all[k]->targets[j].first];
+      if (!outcome[k][j].ok() && slot.ok()) slot = outcome[k][j];
     }
   }
 }

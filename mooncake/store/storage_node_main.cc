@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -61,15 +60,10 @@ int main(int argc, char** argv) {
       o.engine_options.rdma_devices = *devices;
     }
     o.config.ssd_offload_path = absl::GetFlag(FLAGS_ssd_offload_path);
-    const char* enable = std::getenv("MOONCAKE_ENABLE_SSD_OFFLOAD");
-    o.config.enable_ssd_offload =
-        !o.config.ssd_offload_path.empty() ||
-        (enable != nullptr && (std::string(enable) == "1" || std::string(enable) == "true"));
-    if (o.config.enable_ssd_offload) {
-      absl::Status s = mooncake::ApplyOffloadEnv(mooncake::ProcessEnv, &o.config);
-      if (s.ok()) s = o.config.Validate();
-      if (!s.ok()) config_error = s;
-    }
+    o.config.enable_ssd_offload = !o.config.ssd_offload_path.empty();
+    absl::Status s = mooncake::ApplyOffloadEnv(mooncake::ProcessEnv, &o.config);
+    if (s.ok() && o.config.enable_ssd_offload) s = o.config.Validate();
+    if (!s.ok()) config_error = s;
     return o;
   };
   signal(SIGINT, OnSignal);

@@ -56,10 +56,10 @@ def http_get(url, timeout=2.0):
 class Service:
     """A started program: its pid, its log, and how to stop it."""
 
-    def __init__(self, name, argv, ready, timeout=20.0, env=None):
+    def __init__(self, name, argv, ready, timeout=20.0, env=None, log_path=None):
         self.name = name
         self.argv = argv
-        self.log_path = tempfile.mktemp(prefix=f"mooncake-{name}-", suffix=".log")
+        self.log_path = log_path or tempfile.mktemp(prefix=f"mooncake-{name}-", suffix=".log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
@@ -150,19 +150,13 @@ def start_storage_node(master, segment="64mb", port=None, args=(), wrap=(), env=
     port = port or free_port()
     argv = [*wrap, os.path.join(BIN_DIR, "mooncake_storage_node"), f"--master={master.address}",
             f"--host={HOST}:{port}", f"--segment_size={segment}", *args]
-    service = None
+    log_path = tempfile.mktemp(prefix="mooncake-storage-", suffix=".log")
 
     def ready():
-        return service is not None and "READY" in service.log()
+        with open(log_path, "rb") as f:
+            return b"READY" in f.read()
 
-    # Service polls ready() only after Popen; bind it late.
-    class _Node(Service):
-        def __init__(self):
-            nonlocal service
-            service = self
-            super().__init__("storage", argv, ready, env=env)
-
-    node = _Node()
+    node = Service("storage", argv, ready, env=env, log_path=log_path)
     node.hostname = f"{HOST}:{port}"
     node.port = port
     return node
