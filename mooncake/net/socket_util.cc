@@ -8,9 +8,11 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <optional>
 #include <vector>
 
@@ -49,7 +51,97 @@ absl::StatusOr<std::unique_ptr<addrinfo, AddrInfoDeleter>> Resolve(const std::st
   return std::unique_ptr<addrinfo, AddrInfoDeleter>(result);
 }
 
+sockaddr_un AbstractAddress(const std::string& name, socklen_t* len) {
+  sockaddr_un addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  size_t n = std::min(name.size(), sizeof(addr.sun_path) - 1);
+  memcpy(addr.sun_path + 1, name.data(), n);  // leading NUL: abstract namespace
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+  return addr;
+}
+
 }  // namespace
+
+absl::StatusOr<int> ListenUnixAbstract(const std::string& name) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket(AF_UNIX)", errno);
+  socklen_t len;
+  sockaddr_un addr = AbstractAddress(name, &len);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 128) != 0) {
+    absl::Status s = Errno(absl::StrCat("listen on @", name), errno);
+    close(fd);
+    return s;
+  }
+  return fd;
+}
+
+absl::StatusOr<int> ConnectUnixAbstract(const std::string& name) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Errno("socket(AF_UNIX)", errno);
+  socklen_t len;
+  sockaddr_un addr = AbstractAddress(name, &len);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    absl::Status s = Errno(absl::StrCat("connect @", name), errno);
+    close(fd);
+    return s;
+  }
+  return fd;
+}
+
+absl::Status SendWithFd(int sock, const void* data, size_t length, int pass_fd) {
+  iovec iov{const_cast<void*>(data), length};
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  if (pass_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Errno("sendmsg", errno);
+  if (static_cast<size_t>(n) < length) {
+    return SendAll(sock, static_cast<const char*>(data) + n, length - static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RecvWithFd(int sock, void* data, size_t length, int* received_fd) {
+  *received_fd = -1;
+  iovec iov{data, length};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Errno("recvmsg", errno);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      memcpy(received_fd, CMSG_DATA(c), sizeof(int));
+    }
+  }
+  if (n == 0) return absl::UnavailableError("connection closed");
+  if (static_cast<size_t>(n) < length) {
+    return RecvAll(sock, static_cast<char*>(data) + n, length - static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
 
 int SocketErrno(const absl::Status& status) {
   auto p = status.GetPayload(kErrnoPayload);

@@ -22,6 +22,21 @@ absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port
 // ConnectTcp connects to host:port within `timeout`, with TCP_NODELAY set.
 absl::StatusOr<int> ConnectTcp(const std::string& host, int port, absl::Duration timeout);
 
+// ListenUnixAbstract binds and listens on the abstract unix socket "@<name>" (Linux: no file,
+// gone when the listener closes; visible only inside this network namespace).
+absl::StatusOr<int> ListenUnixAbstract(const std::string& name);
+
+// ConnectUnixAbstract connects to "@<name>".
+absl::StatusOr<int> ConnectUnixAbstract(const std::string& name);
+
+// SendWithFd writes all `length` bytes (one sendmsg; for small messages) with `pass_fd` attached
+// by SCM_RIGHTS when it is >= 0.
+absl::Status SendWithFd(int sock, const void* data, size_t length, int pass_fd);
+
+// RecvWithFd reads exactly `length` bytes; a descriptor passed with them lands in *received_fd
+// (close-on-exec; -1 when none came).
+absl::Status RecvWithFd(int sock, void* data, size_t length, int* received_fd);
+
 // SocketErrno is the errno behind a status these helpers returned (ECONNREFUSED, ...), or 0.
 int SocketErrno(const absl::Status& status);
 

@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 namespace {
@@ -36,16 +36,6 @@ struct ShmReply {
 
 absl::Status Errno(absl::string_view what) {
   return MakeError(ErrorCode::TRANSFER_FAIL, absl::StrCat(what, ": ", strerror(errno)));
-}
-
-sockaddr_un AbstractAddress(const std::string& name, socklen_t* len) {
-  sockaddr_un addr;
-  memset(&addr, 0, sizeof(addr));
-  addr.sun_family = AF_UNIX;
-  size_t n = std::min(name.size(), sizeof(addr.sun_path) - 1);
-  memcpy(addr.sun_path + 1, name.data(), n);  // leading NUL: abstract namespace
-  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
-  return addr;
 }
 
 }  // namespace
@@ -103,16 +93,9 @@ absl::Status ShmExporter::Start(const std::string& name) {
   if (!control.ok()) return control.status();
   control_ = *control;
   new (control_.addr) std::atomic<uint64_t>(1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Errno("socket(AF_UNIX)");
-  socklen_t len;
-  sockaddr_un addr = AbstractAddress(name, &len);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 128) != 0) {
-    absl::Status s = Errno(absl::StrCat("listen on @", name));
-    close(fd);
-    return s;
-  }
-  return server_.StartOn(fd);
+  absl::StatusOr<int> fd = ListenUnixAbstract(name);
+  if (!fd.ok()) return MakeError(ErrorCode::TRANSFER_FAIL, fd.status().message());
+  return server_.StartOn(*fd);
 }
 
 void ShmExporter::Stop() {
@@ -143,36 +126,14 @@ void ShmExporter::Serve(int fd) {
       reply.length = buf->length;
       send_fd = buf->shm_fd;
     }
-    iovec iov{&reply, sizeof(reply)};
-    msghdr msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (send_fd >= 0) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
-    }
-    if (sendmsg(fd, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(reply))) break;
+    if (!SendWithFd(fd, &reply, sizeof(reply), send_fd).ok()) break;
   }
 }
 
 absl::StatusOr<std::unique_ptr<ShmPeer>> ShmPeer::Connect(const std::string& socket_name) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Errno("socket(AF_UNIX)");
-  socklen_t len;
-  sockaddr_un addr = AbstractAddress(socket_name, &len);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    absl::Status s = Errno(absl::StrCat("connect @", socket_name));
-    close(fd);
-    return s;
-  }
-  std::unique_ptr<ShmPeer> peer(new ShmPeer(fd));
+  absl::StatusOr<int> fd = ConnectUnixAbstract(socket_name);
+  if (!fd.ok()) return MakeError(ErrorCode::TRANSFER_FAIL, fd.status().message());
+  std::unique_ptr<ShmPeer> peer(new ShmPeer(*fd));
   absl::MutexLock lock(&peer->mu_);
   uint64_t length = 0;
   absl::StatusOr<int> control = peer->RequestFd(0, &length);
@@ -195,24 +156,11 @@ absl::StatusOr<int> ShmPeer::RequestFd(uint64_t buffer_addr, uint64_t* length) {
     return Errno("shm handshake send");
   }
   ShmReply reply;
-  iovec iov{&reply, sizeof(reply)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg;
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n = recvmsg(fd_, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
-  if (n != static_cast<ssize_t>(sizeof(reply))) {
+  int memfd = -1;
+  if (!RecvWithFd(fd_, &reply, sizeof(reply), &memfd).ok()) {
+    if (memfd >= 0) close(memfd);
     dead_ = true;
     return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner closed the handshake");
-  }
-  int memfd = -1;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      memcpy(&memfd, CMSG_DATA(c), sizeof(int));
-    }
   }
   if (reply.status != 0 || memfd < 0) {
     if (memfd >= 0) close(memfd);
