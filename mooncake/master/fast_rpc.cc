@@ -9,6 +9,7 @@
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/net/socket_util.h"
+#include "mooncake/net/wire.h"
 
 namespace mooncake {
 namespace {
@@ -25,68 +26,8 @@ struct Header {
 };
 static_assert(sizeof(Header) == 12, "wire header is 12 bytes");
 
-class Writer {
- public:
-  void U8(uint8_t v) { Raw(&v, 1); }
-  void U32(uint32_t v) { Raw(&v, 4); }
-  void I32(int32_t v) { Raw(&v, 4); }
-  void U64(uint64_t v) { Raw(&v, 8); }
-  void Str(absl::string_view s) {
-    U32(static_cast<uint32_t>(s.size()));
-    buf_.append(s.data(), s.size());
-  }
-  std::string& buf() { return buf_; }
-
- private:
-  void Raw(const void* p, size_t n) { buf_.append(static_cast<const char*>(p), n); }
-  std::string buf_;
-};
-
-// Reader never reads past the end; once a read fails every later read fails too.
-class Reader {
- public:
-  explicit Reader(absl::string_view data) : p_(data.data()), end_(data.data() + data.size()) {}
-  bool ok() const { return ok_; }
-  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
-  uint8_t U8() { return Get<uint8_t>(); }
-  uint32_t U32() { return Get<uint32_t>(); }
-  int32_t I32() { return Get<int32_t>(); }
-  uint64_t U64() { return Get<uint64_t>(); }
-  absl::string_view Str() {
-    uint32_t n = U32();
-    if (!ok_ || static_cast<size_t>(end_ - p_) < n) {
-      ok_ = false;
-      return {};
-    }
-    absl::string_view s(p_, n);
-    p_ += n;
-    return s;
-  }
-  // Count reads an element count and checks it could fit in what is left.
-  uint32_t Count(size_t min_element_bytes) {
-    uint32_t n = U32();
-    if (ok_ && n > static_cast<size_t>(end_ - p_) / std::max<size_t>(min_element_bytes, 1)) {
-      ok_ = false;
-    }
-    return ok_ ? n : 0;
-  }
-
- private:
-  template <typename T>
-  T Get() {
-    T v{};
-    if (!ok_ || static_cast<size_t>(end_ - p_) < sizeof(T)) {
-      ok_ = false;
-      return v;
-    }
-    memcpy(&v, p_, sizeof(T));
-    p_ += sizeof(T);
-    return v;
-  }
-  const char* p_;
-  const char* end_;
-  bool ok_ = true;
-};
+using Writer = WireWriter;
+using Reader = WireReader;
 
 std::vector<absl::string_view> ReadKeys(Reader& r) {
   uint32_t n = r.Count(4);
