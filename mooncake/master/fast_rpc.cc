@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/master/master_wire.h"
 #include "mooncake/net/socket_util.h"
 #include "mooncake/net/wire.h"
 
@@ -43,41 +44,7 @@ void WriteKeys(absl::Span<const std::string> keys, Writer& w) {
 }
 
 void WriteObjects(const std::vector<ObjectReplicas>& objects, Writer& w) {
-  w.U32(static_cast<uint32_t>(objects.size()));
-  for (const ObjectReplicas& o : objects) {
-    w.I32(static_cast<int32_t>(o.error));
-    w.U64(o.size);
-    w.U64(o.put_id);
-    w.U32(static_cast<uint32_t>(o.replicas.size()));
-    for (const ReplicaDesc& r : o.replicas) {
-      w.Str(r.segment_name);
-      w.U64(r.address);
-      w.U64(r.size);
-      w.U64(r.segment_instance);
-      w.U8(r.disk ? 1 : 0);
-    }
-  }
-}
-
-bool ReadObjects(Reader& r, std::vector<ObjectReplicas>* out) {
-  uint32_t n = r.Count(24);  // code + size + put id + replica count
-  out->resize(n);
-  for (ObjectReplicas& o : *out) {
-    o.error = ErrorCodeFromInt(r.I32()).value_or(ErrorCode::INTERNAL_ERROR);
-    o.size = r.U64();
-    o.put_id = r.U64();
-    uint32_t m = r.Count(29);  // name length + address + size + instance + disk
-    o.replicas.resize(m);
-    for (ReplicaDesc& d : o.replicas) {
-      d.segment_name = std::string(r.Str());
-      d.address = r.U64();
-      d.size = r.U64();
-      d.segment_instance = r.U64();
-      d.disk = r.U8() != 0;
-    }
-    if (!r.ok()) return false;
-  }
-  return r.ok();
+  EncodeObjectReplicas(objects, w);
 }
 
 // Reply payload for a batch-level result: 0 and the body, or the code and its message.
@@ -147,14 +114,7 @@ bool Handle(MasterService* service, MasterGate* gate, uint8_t op, absl::string_v
     case FastRpcOp::kPutStart: {
       std::vector<uint64_t> sizes(keys.size());
       for (uint64_t& s : sizes) s = r.U64();
-      ReplicateConfig config;
-      config.replica_num = r.I32();
-      config.with_soft_pin = r.U8() != 0;
-      config.with_hard_pin = r.U8() != 0;
-      uint32_t m = r.Count(4);
-      for (uint32_t i = 0; i < m && r.ok(); ++i) {
-        config.preferred_segments.emplace_back(r.Str());
-      }
+      ReplicateConfig config = DecodeReplicateConfig(r);
       std::vector<uint64_t> put_ids(r.remaining() > 0 ? r.Count(8) : 0);
       for (uint64_t& id : put_ids) id = r.U64();
       if (!r.ok()) return false;
@@ -310,7 +270,7 @@ absl::StatusOr<ReplicaListResult> FastRpcClient::GetReplicaList(
   Reader r(*reply);
   ReplicaListResult out;
   out.lease_ttl = absl::Milliseconds(static_cast<int64_t>(r.U64()));
-  if (!ReadObjects(r, &out.objects) || out.objects.size() != keys.size()) {
+  if (!DecodeObjectReplicas(r, &out.objects) || out.objects.size() != keys.size()) {
     return absl::AbortedError("malformed fast rpc replica list");
   }
   return out;
@@ -325,18 +285,14 @@ absl::StatusOr<std::vector<ObjectReplicas>> FastRpcClient::PutStart(
   Writer w;
   WriteKeys(keys, w);
   for (uint64_t s : sizes) w.U64(s);
-  w.I32(config.replica_num);
-  w.U8(config.with_soft_pin);
-  w.U8(config.with_hard_pin);
-  w.U32(static_cast<uint32_t>(config.preferred_segments.size()));
-  for (const std::string& p : config.preferred_segments) w.Str(p);
+  EncodeReplicateConfig(config, w);
   w.U32(static_cast<uint32_t>(put_ids.size()));
   for (uint64_t id : put_ids) w.U64(id);
   absl::StatusOr<std::string> reply = Call(FastRpcOp::kPutStart, w.buf());
   if (!reply.ok()) return reply.status();
   Reader r(*reply);
   std::vector<ObjectReplicas> out;
-  if (!ReadObjects(r, &out) || out.size() != keys.size()) {
+  if (!DecodeObjectReplicas(r, &out) || out.size() != keys.size()) {
     return absl::AbortedError("malformed fast rpc put start");
   }
   return out;

@@ -283,6 +283,24 @@ int64_t StoreClient::GetSize(const std::string& key) {
   return Await<int64_t>([&](auto done) { core_->GetSize(key, done); });
 }
 
+std::vector<ObjectReplicas> StoreClient::BatchGetReplicas(const std::vector<std::string>& keys) {
+  Call call(this);
+  if (!call.status().ok()) {
+    std::vector<ObjectReplicas> out(keys.size());
+    for (ObjectReplicas& o : out) o.error = ToErrorCode(call.status());
+    return out;
+  }
+  return Await<std::vector<ObjectReplicas>>(
+      [&](auto done) { core_->BatchGetReplicas(keys, done); });
+}
+
+StoreHealth StoreClient::HealthCheck() {
+  Call call(this);
+  if (!call.status().ok()) return StoreHealth::kNotSetUp;
+  absl::Status s = Await<absl::Status>([&](auto done) { core_->Heartbeat(done); });
+  return s.ok() ? StoreHealth::kHealthy : StoreHealth::kMasterUnreachable;
+}
+
 int StoreClient::Remove(const std::string& key, bool force) { return BatchRemove({key}, force)[0]; }
 
 std::vector<int> StoreClient::BatchRemove(const std::vector<std::string>& keys, bool force) {

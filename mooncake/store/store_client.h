@@ -37,6 +37,7 @@
 #include "mooncake/store/disk_tier.h"
 #include "mooncake/store/engine_data_path.h"
 #include "mooncake/store/master_channel.h"
+#include "mooncake/store/store_api.h"
 #include "mooncake/store/store_core.h"
 #include "mooncake/transfer/transfer_engine.h"
 
@@ -58,37 +59,37 @@ struct StoreOptions {
   TransferEngineOptions engine_options;
 };
 
-class StoreClient {
+class StoreClient : public StoreApi {
  public:
   static absl::StatusOr<std::unique_ptr<StoreClient>> Create(StoreOptions options);
-  ~StoreClient();
+  ~StoreClient() override;
   StoreClient(const StoreClient&) = delete;
   StoreClient& operator=(const StoreClient&) = delete;
 
   // Close waits for the calls in flight on other threads, then unmounts the segment, stops
   // heartbeats and releases the engine; calls made after it fail with INVALID_PARAMS ("store is
   // closed"). Idempotent.
-  absl::Status Close();
+  absl::Status Close() override;
 
   // The segment name of this client's transfer engine ("host:port"); stays valid after Close.
-  const std::string& hostname() const { return hostname_; }
+  std::string hostname() const override { return hostname_; }
   // engine is null after Close.
   TransferEngine* engine() { return engine_; }
 
-  absl::Status RegisterBuffer(void* ptr, uint64_t size);
-  absl::Status UnregisterBuffer(void* ptr);
+  absl::Status RegisterBuffer(void* ptr, uint64_t size) override;
+  absl::Status UnregisterBuffer(void* ptr) override;
 
   // Per key: 1 exists, 0 missing, negative ErrorCode on error.
-  std::vector<int> BatchIsExist(const std::vector<std::string>& keys);
+  std::vector<int> BatchIsExist(const std::vector<std::string>& keys) override;
   // Per key: 0 stored (or already present), negative ErrorCode. The object is the concatenation of
   // the key's buffers, which must be registered.
   std::vector<int> BatchPut(const std::vector<std::string>& keys,
                             const std::vector<std::vector<BufferRef>>& buffers,
-                            const ReplicateConfig& config);
+                            const ReplicateConfig& config) override;
   // Per key: bytes read (the object size), or a negative ErrorCode. The buffers must be registered
   // and hold at least the object; it is scattered across them in order.
   std::vector<int64_t> BatchGet(const std::vector<std::string>& keys,
-                                const std::vector<std::vector<BufferRef>>& buffers);
+                                const std::vector<std::vector<BufferRef>>& buffers) override;
 
   // Asynchronous forms: `done` runs on an internal thread with the same results.
   void BatchPutAsync(std::vector<std::string> keys, std::vector<std::vector<BufferRef>> buffers,
@@ -97,17 +98,21 @@ class StoreClient {
                      std::function<void(std::vector<int64_t>)> done);
 
   // Copying forms for Python bytes (not zero-copy).
-  int PutBytes(const std::string& key, absl::string_view value, const ReplicateConfig& config);
+  int PutBytes(const std::string& key, absl::string_view value,
+               const ReplicateConfig& config) override;
   // The value, "" with OBJECT_NOT_FOUND when missing.
-  absl::StatusOr<std::string> GetBytes(const std::string& key);
+  absl::StatusOr<std::string> GetBytes(const std::string& key) override;
 
   // Object size, or a negative ErrorCode.
-  int64_t GetSize(const std::string& key);
+  int64_t GetSize(const std::string& key) override;
   int Remove(const std::string& key, bool force);
-  std::vector<int> BatchRemove(const std::vector<std::string>& keys, bool force);
+  std::vector<int> BatchRemove(const std::vector<std::string>& keys, bool force) override;
   // Number removed, or a negative ErrorCode.
-  int64_t RemoveByRegex(const std::string& regex, bool force);
-  int64_t RemoveAll(bool force);
+  int64_t RemoveByRegex(const std::string& regex, bool force) override;
+  int64_t RemoveAll(bool force) override;
+  std::vector<ObjectReplicas> BatchGetReplicas(const std::vector<std::string>& keys) override;
+  // One heartbeat to the master, now.
+  StoreHealth HealthCheck() override;
 
   const ClientId& client_id() const { return client_id_; }
   // The SSD tier, or null without enable_ssd_offload.

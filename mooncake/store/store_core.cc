@@ -249,6 +249,35 @@ void StoreCore::GetSize(std::string key, std::function<void(int64_t)> done) {
       });
 }
 
+void StoreCore::BatchGetReplicas(std::vector<std::string> keys,
+                                 std::function<void(std::vector<ObjectReplicas>)> done) {
+  std::vector<ObjectReplicas> out(keys.size());
+  std::vector<std::string> valid;
+  std::vector<size_t> index;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].empty()) {
+      out[i].error = ErrorCode::INVALID_KEY;
+      continue;
+    }
+    valid.push_back(keys[i]);
+    index.push_back(i);
+  }
+  if (valid.empty()) return done(std::move(out));
+  CallMaster<absl::StatusOr<ReplicaListResult>>(
+      [valid = std::move(valid)](MasterClient& m) { return m.BatchGetReplicaList(valid); },
+      [out = std::move(out), index = std::move(index),
+       done = std::move(done)](absl::StatusOr<ReplicaListResult> list) mutable {
+        for (size_t j = 0; j < index.size(); ++j) {
+          if (!list.ok()) {
+            out[index[j]].error = ToErrorCode(list.status());
+          } else if (j < list->objects.size()) {
+            out[index[j]] = std::move(list->objects[j]);
+          }
+        }
+        done(std::move(out));
+      });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Put
 

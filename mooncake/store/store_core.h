@@ -94,6 +94,9 @@ class StoreCore {
                 std::function<void(std::vector<int64_t>)> done);
   // Object size, or a negative ErrorCode.
   void GetSize(std::string key, std::function<void(int64_t)> done);
+  // Per key: the replicas (leased like a get) or the error; an empty key is INVALID_KEY.
+  void BatchGetReplicas(std::vector<std::string> keys,
+                        std::function<void(std::vector<ObjectReplicas>)> done);
   void BatchRemove(std::vector<std::string> keys, bool force,
                    std::function<void(std::vector<int>)> done);
   // Number removed, or a negative ErrorCode.
