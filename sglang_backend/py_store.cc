@@ -11,8 +11,8 @@
 #include "mooncake/common/byte_size.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/standalone/host_mem_allocator.h"
 #include "pybind11/stl.h"
-#include "sglang_backend/host_mem_allocator.h"
 #include "sglang_backend/py_engine.h"
 
 namespace py = pybind11;

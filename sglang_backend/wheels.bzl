@@ -28,7 +28,7 @@ BINDING_HDRS = [
 ]
 
 BINDING_DEPS = [
-    ":host_mem_allocator",
+    "//mooncake/standalone:host_mem_allocator",
     ":setup_params",
     "//mooncake/common:byte_size",
     "//mooncake/common:error_code",

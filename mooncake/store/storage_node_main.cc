@@ -68,19 +68,19 @@ int main(int argc, char** argv) {
   };
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
-  // Only an unreachable master is retried; any other error (bad flags, no RDMA) fails at once.
-  const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_connect_timeout));
   mooncake::StoreOptions first = options();
   if (!config_error.ok()) {
     fprintf(stderr, "mooncake_storage_node: %s\n", config_error.ToString().c_str());
     return 2;
   }
-  auto store = mooncake::StoreClient::Create(std::move(first));
-  while (!store.ok() && absl::IsUnavailable(store.status()) && absl::Now() < deadline && !g_stop) {
-    fprintf(stderr, "mooncake_storage_node: %s; retrying\n", store.status().ToString().c_str());
-    absl::SleepFor(absl::Milliseconds(500));
-    store = mooncake::StoreClient::Create(options());
-  }
+  bool first_used = false;
+  auto store = mooncake::StoreClient::CreateWhenMasterUp(
+      [&] {
+        if (first_used) return options();
+        first_used = true;
+        return std::move(first);
+      },
+      absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)), &g_stop, "mooncake_storage_node");
   if (!store.ok()) {
     fprintf(stderr, "mooncake_storage_node: %s\n", store.status().ToString().c_str());
     return 1;

@@ -1,5 +1,6 @@
 #include "mooncake/store/store_client.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 
@@ -141,6 +142,21 @@ absl::Status StoreClient::Setup() {
                << "), master " << config.master_server_address
                << (config.enable_ssd_offload ? ", SSD tier in " + config.ssd_offload_path : "");
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<StoreClient>> StoreClient::CreateWhenMasterUp(
+    const std::function<StoreOptions()>& options, absl::Duration timeout, const volatile int* stop,
+    absl::string_view who) {
+  const absl::Time deadline = absl::Now() + timeout;
+  auto store = Create(options());
+  while (!store.ok() && absl::IsUnavailable(store.status()) && absl::Now() < deadline &&
+         (stop == nullptr || !*stop)) {
+    fprintf(stderr, "%s: %s; retrying\n", std::string(who).c_str(),
+            store.status().ToString().c_str());
+    absl::SleepFor(absl::Milliseconds(500));
+    store = Create(options());
+  }
+  return store;
 }
 
 StoreClient::~StoreClient() { Close().IgnoreError(); }

@@ -62,6 +62,13 @@ struct StoreOptions {
 class StoreClient : public StoreApi {
  public:
   static absl::StatusOr<std::unique_ptr<StoreClient>> Create(StoreOptions options);
+  // CreateWhenMasterUp retries Create while the master cannot be reached (start order of master
+  // and storage processes does not matter), every 500 ms until `timeout` passes or `*stop` turns
+  // true; any other error returns at once. `options` makes a fresh set per attempt (StoreOptions
+  // is move-only). Each retry is reported on stderr, prefixed with `who`.
+  static absl::StatusOr<std::unique_ptr<StoreClient>> CreateWhenMasterUp(
+      const std::function<StoreOptions()>& options, absl::Duration timeout,
+      const volatile int* stop, absl::string_view who);
   ~StoreClient() override;
   StoreClient(const StoreClient&) = delete;
   StoreClient& operator=(const StoreClient&) = delete;

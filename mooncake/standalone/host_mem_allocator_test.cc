@@ -1,7 +1,10 @@
-// Tests for HostMemAllocator: huge reservations cost no memory, alignment, free rules.
-#include "sglang_backend/host_mem_allocator.h"
+// Tests for HostMemAllocator: huge reservations cost no memory, alignment, free rules, and the
+// block registry standalone mode shares blocks through.
+#include "mooncake/standalone/host_mem_allocator.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
@@ -11,7 +14,6 @@
 #include "mooncake/common/error_code.h"
 
 namespace mooncake {
-namespace binding {
 namespace {
 
 // Resident set size of this process in bytes, from /proc/self/statm.
@@ -75,6 +77,35 @@ TEST(HostMemAllocatorTest, FailsCleanlyWhenTheKernelRefuses) {
   EXPECT_NE(std::string(p.status().message()).find("mmap failed"), std::string::npos);
 }
 
+TEST(HostMemAllocatorTest, BlocksAreFoundByAnyAddressInsideAndShareTheirPages) {
+  HostMemAllocator allocator;
+  absl::StatusOr<void*> p = allocator.Alloc(1 << 20);
+  ASSERT_TRUE(p.ok());
+  char* base = static_cast<char*>(*p);
+  std::optional<HostBlock> block = FindHostBlock(base + 4096, 8192);
+  ASSERT_TRUE(block.has_value());
+  EXPECT_EQ(block->base, base);
+  EXPECT_EQ(block->length, uint64_t{1} << 20);
+  EXPECT_FALSE(FindHostBlock(base + (1 << 20) - 10, 11).has_value()) << "runs past the end";
+  int local = 0;
+  EXPECT_FALSE(FindHostBlock(&local, sizeof(local)).has_value());
+  // The descriptor maps the same pages: what another process would see.
+  int fd = DupHostBlockFd(block->id);
+  ASSERT_GE(fd, 0);
+  void* other = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(other, MAP_FAILED);
+  close(fd);
+  base[100] = 42;
+  EXPECT_EQ(static_cast<char*>(other)[100], 42);
+  static_cast<char*>(other)[200] = 7;
+  EXPECT_EQ(base[200], 7);
+  munmap(other, 1 << 20);
+  const uint64_t freed = HostBlocksFreed();
+  ASSERT_TRUE(allocator.Free(base).ok());
+  EXPECT_EQ(HostBlocksFreed(), freed + 1);
+  EXPECT_FALSE(FindHostBlock(base, 1).has_value());
+  EXPECT_EQ(DupHostBlockFd(block->id), -1);
+}
+
 }  // namespace
-}  // namespace binding
 }  // namespace mooncake
