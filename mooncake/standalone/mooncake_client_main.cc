@@ -22,7 +22,8 @@
 #include "mooncake/standalone/standalone_server.h"
 #include "mooncake/store/store_client.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1", "host this process's transfer engine serves and advertises");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "host this process's transfer engine serves and advertises");
 ABSL_FLAG(int, port, 50052,
           "the port clients name in setup_dummy's server address (\"127.0.0.1:<port>\"); served "
           "on the abstract unix socket @mooncake_client.<port> of this host");

@@ -19,10 +19,10 @@ namespace mooncake {
 struct StandaloneClient::Conn {
   int fd = -1;
   bool broken = false;
-  std::map<uint64_t, uint64_t> regions;  // HostBlock id -> region id on this connection
-  uint64_t freed_seen = 0;               // HostBlocksFreed() when `regions` was last checked
+  std::map<uint64_t, uint64_t> regions;   // HostBlock id -> region id on this connection
+  uint64_t freed_seen = 0;                // HostBlocksFreed() when `regions` was last checked
   HostMemAllocator* allocator = nullptr;  // owns `staging`
-  char* staging = nullptr;                 // allocated on first use
+  char* staging = nullptr;                // allocated on first use
   ~Conn() {
     if (fd >= 0) close(fd);
     if (staging != nullptr) allocator->Free(staging).IgnoreError();
@@ -112,10 +112,10 @@ absl::StatusOr<std::unique_ptr<StandaloneClient>> StandaloneClient::Connect(
 absl::StatusOr<std::unique_ptr<StandaloneClient::Conn>> StandaloneClient::Open() {
   absl::StatusOr<int> fd = ConnectUnixAbstract(socket_name_);
   if (!fd.ok()) {
-    return MakeError(ErrorCode::RPC_FAIL,
-                     absl::StrCat("no storage process (mooncake_client) answers at ",
-                                  options_.address, " on this host (@", socket_name_,
-                                  "): ", fd.status().message()));
+    return MakeError(
+        ErrorCode::RPC_FAIL,
+        absl::StrCat("no storage process (mooncake_client) answers at ", options_.address,
+                     " on this host (@", socket_name_, "): ", fd.status().message()));
   }
   auto conn = std::make_unique<Conn>();
   conn->fd = *fd;
@@ -273,7 +273,8 @@ std::vector<int64_t> StandaloneClient::Transfer(bool put, const std::vector<std:
         for (const Staged& s : staged) {
           const int64_t got = out[s.key];
           if (got <= 0 || static_cast<uint64_t>(got) <= s.object_offset) continue;
-          const uint64_t n = std::min<uint64_t>(s.length, static_cast<uint64_t>(got) - s.object_offset);
+          const uint64_t n =
+              std::min<uint64_t>(s.length, static_cast<uint64_t>(got) - s.object_offset);
           memcpy(s.caller, s.staged, n);
         }
       }
@@ -425,7 +426,7 @@ absl::StatusOr<std::string> StandaloneClient::GetBytes(const std::string& key) {
 }
 
 absl::StatusOr<std::vector<int64_t>> StandaloneClient::CallCodes(StandaloneOp op,
-                                                                   const std::string& payload) {
+                                                                 const std::string& payload) {
   Lease lease(this);
   if (!lease.status().ok()) return lease.status();
   absl::StatusOr<std::string> reply = Call(lease.conn(), op, payload);

@@ -46,8 +46,7 @@ struct StandaloneClientOptions {
 class StandaloneClient : public StoreApi {
  public:
   // Connect opens the first connection (so a missing storage process is reported here).
-  static absl::StatusOr<std::unique_ptr<StandaloneClient>> Connect(
-      StandaloneClientOptions options);
+  static absl::StatusOr<std::unique_ptr<StandaloneClient>> Connect(StandaloneClientOptions options);
   ~StandaloneClient() override;
 
   absl::Status Close() override;

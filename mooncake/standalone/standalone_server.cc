@@ -139,9 +139,9 @@ absl::StatusOr<std::shared_ptr<StandaloneServer::Region>> StandaloneServer::MapR
   }
   void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED) {
-    return MakeError(ErrorCode::NO_AVAILABLE_HANDLE,
-                     absl::StrCat("mmap of a ", FormatByteSize(length),
-                                  " region: ", std::strerror(errno)));
+    return MakeError(
+        ErrorCode::NO_AVAILABLE_HANDLE,
+        absl::StrCat("mmap of a ", FormatByteSize(length), " region: ", std::strerror(errno)));
   }
   if (absl::Status s = store_->RegisterBuffer(p, length); !s.ok()) {
     munmap(p, length);

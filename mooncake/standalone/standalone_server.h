@@ -38,7 +38,7 @@
 namespace mooncake {
 
 struct StandaloneServerStats {
-  uint64_t connections = 0;  // accepted so far
+  uint64_t connections = 0;          // accepted so far
   uint64_t refused_connections = 0;  // another uid
   uint64_t calls = 0;
   uint64_t bad_requests = 0;  // malformed frames (the connection was closed)

@@ -158,12 +158,10 @@ TEST_F(StandaloneTest, BadBuffersFailTheirKeyAlone) {
   StartStorage();
   auto dummy = Dummy();
   std::vector<char> buf(4096, 'q');
-  std::vector<int> rc = dummy->BatchPut({"ok", "null", "", "zero"},
-                                        {{{buf.data(), 4096}},
-                                         {{nullptr, 10}},
-                                         {{buf.data(), 10}},
-                                         {{buf.data(), 0}}},
-                                        ReplicateConfig());
+  std::vector<int> rc = dummy->BatchPut(
+      {"ok", "null", "", "zero"},
+      {{{buf.data(), 4096}}, {{nullptr, 10}}, {{buf.data(), 10}}, {{buf.data(), 0}}},
+      ReplicateConfig());
   EXPECT_EQ(rc[0], 0);
   EXPECT_EQ(rc[1], kInvalidParams);
   EXPECT_EQ(rc[2], static_cast<int>(ErrorCode::INVALID_KEY));
@@ -188,8 +186,9 @@ TEST_F(StandaloneTest, MalformedFramesCloseOnlyThatConnection) {
   const std::string junk[] = {
       std::string("GET / HTTP/1.1\r\n\r\n"),
       std::string("MCSA\x05\x01\x00\x00\xff\xff\xff\xff", 12),  // a frame over the size limit
-      std::string("\x4d\x43\x53\x41\x05\x01\x00\x00\x08\x00\x00\x00\xff\xff\xff\x7f\x00\x00\x00\x00",
-                  20),  // a put that does not decode
+      std::string(
+          "\x4d\x43\x53\x41\x05\x01\x00\x00\x08\x00\x00\x00\xff\xff\xff\x7f\x00\x00\x00\x00",
+          20),  // a put that does not decode
   };
   for (const std::string& bytes : junk) {
     absl::StatusOr<int> fd = ConnectUnixAbstract(StandaloneSocketNameForPort(port_));
