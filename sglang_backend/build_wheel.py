@@ -7,7 +7,7 @@
 Layout inside the wheel:
     mooncake/*.py                                     pure-Python package
     mooncake/store.cpython-311-x86_64-linux-gnu.so    the extension module
-    mooncake/bin/{mooncake_master,http_metadata_server,mooncake_storage_node}
+    mooncake/bin/{mooncake_master,http_metadata_server,mooncake_storage_node,mooncake_client}
     mooncake_cpp.libs/                                every shared library those need but glibc's,
                                                       libstdc++ and libgcc (auditwheel repair)
     mooncake_cpp-<version>.dist-info/{METADATA,WHEEL,entry_points.txt,top_level.txt,RECORD}
@@ -39,7 +39,8 @@ A C++ reimplementation of the Mooncake KV-cache store that SGLang HiCache uses a
 the Mooncake wheel: `mooncake.store.MooncakeDistributedStore`, `ReplicateConfig`,
 `MooncakeHostMemAllocator`, and `mooncake.engine.TransferEngine`.
 
-Commands: `mooncake_master`, `mooncake_http_metadata_server`, `mooncake_storage_node` and
+Commands: `mooncake_master`, `mooncake_http_metadata_server`, `mooncake_storage_node`,
+`mooncake_client` (the storage process of standalone mode) and
 `python -m mooncake.http_metadata_server [--host H] [--port P]`.
 
 ## Requirements
@@ -55,6 +56,7 @@ ENTRY_POINTS = """\
 mooncake_master = mooncake.cli:master_main
 mooncake_http_metadata_server = mooncake.cli:http_metadata_server_main
 mooncake_storage_node = mooncake.cli:storage_node_main
+mooncake_client = mooncake.cli:client_main
 """
 
 

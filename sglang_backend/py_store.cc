@@ -12,17 +12,16 @@
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/standalone/host_mem_allocator.h"
+#include "mooncake/standalone/standalone_client.h"
 #include "pybind11/stl.h"
 #include "sglang_backend/py_engine.h"
+#include "sglang_backend/py_store_internal.h"
 
 namespace py = pybind11;
 
 namespace mooncake {
 namespace binding {
 namespace {
-
-constexpr int kInvalidParams = static_cast<int>(ErrorCode::INVALID_PARAMS);
-constexpr int kNotSetUp = static_cast<int>(ErrorCode::INTERNAL_ERROR);
 
 // Every live store, so CloseAllStores can reach them at interpreter exit.
 absl::Mutex registry_mu(absl::kConstInit);
@@ -31,10 +30,8 @@ std::set<PyStore*>& Registry() {
   return *stores;
 }
 
-void* AsPointer(int64_t value) { return reinterpret_cast<void*>(static_cast<uintptr_t>(value)); }
+}  // namespace
 
-// Converts a batch of Python buffers, marking keys whose buffers are invalid (no buffer, a
-// non-positive pointer or size) so they get INVALID_PARAMS without reaching the store.
 bool ToBufferRefs(const std::vector<PyBuffer>& in, std::vector<BufferRef>* out) {
   if (in.empty()) return false;
   out->clear();
@@ -45,31 +42,6 @@ bool ToBufferRefs(const std::vector<PyBuffer>& in, std::vector<BufferRef>* out) 
   return true;
 }
 
-// Runs `call` on the keys whose buffers are valid and scatters its results back; the others get
-// INVALID_PARAMS.
-template <typename R, typename Call>
-std::vector<R> ForValidKeys(const std::vector<std::string>& keys,
-                            const std::vector<std::vector<PyBuffer>>& buffers, Call call) {
-  std::vector<R> out(keys.size(), kInvalidParams);
-  if (keys.size() != buffers.size()) return out;
-  std::vector<std::string> valid_keys;
-  std::vector<std::vector<BufferRef>> valid_buffers;
-  std::vector<size_t> index;
-  std::vector<BufferRef> refs;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (!ToBufferRefs(buffers[i], &refs)) continue;
-    valid_keys.push_back(keys[i]);
-    valid_buffers.push_back(refs);
-    index.push_back(i);
-  }
-  if (valid_keys.empty()) return out;
-  std::vector<R> results = call(valid_keys, valid_buffers);
-  for (size_t j = 0; j < index.size() && j < results.size(); ++j) out[index[j]] = results[j];
-  return out;
-}
-
-// A replica count outside 1..kMaxReplicaNum is refused here: on the wire 0 means "default", so
-// the master would quietly store one replica.
 bool ValidReplicaNum(const ReplicateConfig& config, absl::string_view method) {
   if (config.replica_num >= 1 && config.replica_num <= kMaxReplicaNum) return true;
   MC_LOG(ERROR) << "MooncakeDistributedStore." << method
@@ -78,7 +50,21 @@ bool ValidReplicaNum(const ReplicateConfig& config, absl::string_view method) {
   return false;
 }
 
-}  // namespace
+ReplicateConfig ConfigArg(const py::object& config) {
+  if (config.is_none()) return ReplicateConfig();
+  if (!py::isinstance<PyReplicateConfig>(config)) {
+    throw py::type_error("config must be None or a mooncake.store.ReplicateConfig");
+  }
+  return config.cast<const PyReplicateConfig&>().ToReplicateConfig();
+}
+
+std::vector<std::vector<PyBuffer>> SingleBuffers(size_t keys, const std::vector<int64_t>& ptrs,
+                                                 const std::vector<int64_t>& sizes) {
+  std::vector<std::vector<PyBuffer>> out(keys);
+  if (ptrs.size() != keys || sizes.size() != keys) return out;
+  for (size_t i = 0; i < keys; ++i) out[i] = {{ptrs[i], sizes[i]}};
+  return out;
+}
 
 ReplicateConfig PyReplicateConfig::ToReplicateConfig() const {
   ReplicateConfig c;
@@ -119,7 +105,7 @@ void CloseAllStores() {
   for (PyStore* store : stores) store->Close();
 }
 
-StoreClient* PyStore::Client(std::shared_lock<std::shared_mutex>* lock, absl::string_view method) {
+StoreApi* PyStore::Client(std::shared_lock<std::shared_mutex>* lock, absl::string_view method) {
   *lock = std::shared_lock<std::shared_mutex>(mu_);
   if (client_ == nullptr) {
     MC_LOG(ERROR) << "MooncakeDistributedStore." << method
@@ -139,24 +125,62 @@ int PyStore::Setup(const SetupParams& params, std::shared_ptr<TransferEngine> en
     return ToPythonCode(options.status());
   }
   options->engine = engine.get();
-  std::unique_lock<std::shared_mutex> lock(mu_);
-  if (client_ != nullptr) {
-    MC_LOG(ERROR) << "MooncakeDistributedStore.setup: already set up as " << client_->hostname()
-                  << "; call close() first";
-    return kInvalidParams;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    if (client_ != nullptr) {
+      MC_LOG(ERROR) << "MooncakeDistributedStore.setup: already set up as " << client_->hostname()
+                    << "; call close() first";
+      return kInvalidParams;
+    }
   }
   absl::StatusOr<std::unique_ptr<StoreClient>> client = StoreClient::Create(*std::move(options));
   if (!client.ok()) {
     MC_LOG(ERROR) << "MooncakeDistributedStore.setup failed: " << client.status().message();
     return ToPythonCode(client.status());
   }
+  return Install(*std::move(client), std::move(engine));
+}
+
+int PyStore::SetupDummy(uint64_t mem_pool_size, uint64_t local_buffer_size,
+                        const std::string& server_address) {
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    if (client_ != nullptr) {
+      MC_LOG(ERROR) << "MooncakeDistributedStore.setup_dummy: already set up as "
+                    << client_->hostname() << "; call close() first";
+      return kInvalidParams;
+    }
+  }
+  StandaloneClientOptions options;
+  options.address = server_address;
+  if (local_buffer_size > 0) options.staging_bytes = local_buffer_size;
+  absl::StatusOr<std::unique_ptr<StandaloneClient>> client =
+      StandaloneClient::Connect(std::move(options));
+  if (!client.ok()) {
+    MC_LOG(ERROR) << "MooncakeDistributedStore.setup_dummy failed: " << client.status().message();
+    return ToPythonCode(client.status());
+  }
+  MC_LOG(INFO) << "MooncakeDistributedStore: standalone mode through the storage process "
+               << (*client)->hostname() << " at " << server_address << " (mem_pool_size "
+               << FormatByteSize(mem_pool_size) << ")";
+  return Install(*std::move(client), nullptr);
+}
+
+int PyStore::Install(std::unique_ptr<StoreApi> client, std::shared_ptr<TransferEngine> engine) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  if (client_ != nullptr) {  // another thread set up meanwhile
+    MC_LOG(ERROR) << "MooncakeDistributedStore.setup: already set up as " << client_->hostname();
+    lock.unlock();
+    client->Close().IgnoreError();
+    return kInvalidParams;
+  }
   engine_ = std::move(engine);
-  client_ = *std::move(client);
+  client_ = std::move(client);
   return 0;
 }
 
 int PyStore::Close() {
-  std::unique_ptr<StoreClient> client;
+  std::unique_ptr<StoreApi> client;
   std::shared_ptr<TransferEngine> engine;
   {
     std::unique_lock<std::shared_mutex> lock(mu_);
@@ -175,7 +199,7 @@ int PyStore::Close() {
 
 int PyStore::RegisterBuffer(int64_t ptr, int64_t size) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "register_buffer");
+  StoreApi* c = Client(&lock, "register_buffer");
   if (c == nullptr) return kNotSetUp;
   if (ptr <= 0 || size <= 0) {
     MC_LOG(ERROR) << "register_buffer(" << ptr << ", " << size << "): pointer and size must be > 0";
@@ -188,7 +212,7 @@ int PyStore::RegisterBuffer(int64_t ptr, int64_t size) {
 
 int PyStore::UnregisterBuffer(int64_t ptr) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "unregister_buffer");
+  StoreApi* c = Client(&lock, "unregister_buffer");
   if (c == nullptr) return kNotSetUp;
   absl::Status s = c->UnregisterBuffer(AsPointer(ptr));
   if (!s.ok()) MC_LOG(ERROR) << "unregister_buffer: " << s.message();
@@ -197,7 +221,7 @@ int PyStore::UnregisterBuffer(int64_t ptr) {
 
 int PyStore::Put(const std::string& key, absl::string_view value, const ReplicateConfig& config) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "put");
+  StoreApi* c = Client(&lock, "put");
   if (c == nullptr) return kNotSetUp;
   if (key.empty()) return static_cast<int>(ErrorCode::INVALID_KEY);
   if (!ValidReplicaNum(config, "put")) return kInvalidParams;
@@ -206,7 +230,7 @@ int PyStore::Put(const std::string& key, absl::string_view value, const Replicat
 
 std::string PyStore::Get(const std::string& key, int* code) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "get");
+  StoreApi* c = Client(&lock, "get");
   if (c == nullptr) {
     *code = kNotSetUp;
     return "";
@@ -228,14 +252,14 @@ int PyStore::IsExist(const std::string& key) { return BatchIsExist({key})[0]; }
 
 std::vector<int> PyStore::BatchIsExist(const std::vector<std::string>& keys) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "batch_is_exist");
+  StoreApi* c = Client(&lock, "batch_is_exist");
   if (c == nullptr) return std::vector<int>(keys.size(), kNotSetUp);
   return c->BatchIsExist(keys);
 }
 
 int64_t PyStore::GetSize(const std::string& key) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "get_size");
+  StoreApi* c = Client(&lock, "get_size");
   if (c == nullptr) return kNotSetUp;
   return c->GetSize(key);
 }
@@ -244,7 +268,7 @@ std::vector<int> PyStore::BatchPutFrom(const std::vector<std::string>& keys,
                                        const std::vector<std::vector<PyBuffer>>& buffers,
                                        const ReplicateConfig& config) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "batch_put_from");
+  StoreApi* c = Client(&lock, "batch_put_from");
   if (c == nullptr) return std::vector<int>(keys.size(), kNotSetUp);
   return ForValidKeys<int>(keys, buffers,
                            [&](const auto& k, const auto& b) { return c->BatchPut(k, b, config); });
@@ -253,7 +277,7 @@ std::vector<int> PyStore::BatchPutFrom(const std::vector<std::string>& keys,
 std::vector<int64_t> PyStore::BatchGetInto(const std::vector<std::string>& keys,
                                            const std::vector<std::vector<PyBuffer>>& buffers) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "batch_get_into");
+  StoreApi* c = Client(&lock, "batch_get_into");
   if (c == nullptr) return std::vector<int64_t>(keys.size(), kNotSetUp);
   return ForValidKeys<int64_t>(keys, buffers,
                                [&](const auto& k, const auto& b) { return c->BatchGet(k, b); });
@@ -263,21 +287,21 @@ int PyStore::Remove(const std::string& key, bool force) { return BatchRemove({ke
 
 std::vector<int> PyStore::BatchRemove(const std::vector<std::string>& keys, bool force) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "remove");
+  StoreApi* c = Client(&lock, "remove");
   if (c == nullptr) return std::vector<int>(keys.size(), kNotSetUp);
   return c->BatchRemove(keys, force);
 }
 
 int64_t PyStore::RemoveByRegex(const std::string& regex, bool force) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "remove_by_regex");
+  StoreApi* c = Client(&lock, "remove_by_regex");
   if (c == nullptr) return kNotSetUp;
   return c->RemoveByRegex(regex, force);
 }
 
 int64_t PyStore::RemoveAll(bool force) {
   std::shared_lock<std::shared_mutex> lock;
-  StoreClient* c = Client(&lock, "remove_all");
+  StoreApi* c = Client(&lock, "remove_all");
   if (c == nullptr) return kNotSetUp;
   return c->RemoveAll(force);
 }
@@ -518,24 +542,6 @@ int SetupFromPython(PyStore& self, const py::args& args, const py::kwargs& kwarg
   return SetupWithValues(self, params, values[7]);
 }
 
-ReplicateConfig ConfigArg(const py::object& config) {
-  if (config.is_none()) return ReplicateConfig();
-  if (!py::isinstance<PyReplicateConfig>(config)) {
-    throw py::type_error("config must be None or a mooncake.store.ReplicateConfig");
-  }
-  return config.cast<const PyReplicateConfig&>().ToReplicateConfig();
-}
-
-// One buffer per key from parallel pointer and size lists; lists of different lengths give no
-// buffers at all, so every key is INVALID_PARAMS.
-std::vector<std::vector<PyBuffer>> SingleBuffers(size_t keys, const std::vector<int64_t>& ptrs,
-                                                 const std::vector<int64_t>& sizes) {
-  std::vector<std::vector<PyBuffer>> out(keys);
-  if (ptrs.size() != keys || sizes.size() != keys) return out;
-  for (size_t i = 0; i < keys; ++i) out[i] = {{ptrs[i], sizes[i]}};
-  return out;
-}
-
 std::vector<std::vector<PyBuffer>> MultiBuffers(size_t keys,
                                                 const std::vector<std::vector<int64_t>>& ptrs,
                                                 const std::vector<std::vector<int64_t>>& sizes) {
@@ -547,23 +553,6 @@ std::vector<std::vector<PyBuffer>> MultiBuffers(size_t keys,
   }
   return out;
 }
-
-// Holds a contiguous read-only view of a bytes-like object (released with the GIL held).
-class BytesView {
- public:
-  explicit BytesView(py::handle obj) {
-    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
-  }
-  ~BytesView() { PyBuffer_Release(&view_); }
-  BytesView(const BytesView&) = delete;
-  BytesView& operator=(const BytesView&) = delete;
-  absl::string_view data() const {
-    return absl::string_view(static_cast<const char*>(view_.buf), static_cast<size_t>(view_.len));
-  }
-
- private:
-  Py_buffer view_;
-};
 
 class PyHostMemAllocator {
  public:
@@ -619,8 +608,8 @@ void BindStore(py::module_& m) {
 
   using S = PyStore;
   using Release = py::call_guard<py::gil_scoped_release>;
-  py::class_<S>(m, "MooncakeDistributedStore")
-      .def(py::init<>())
+  py::class_<S> store(m, "MooncakeDistributedStore");
+  store.def(py::init<>())
       .def("setup", &SetupFromPython,
            "setup(local_hostname, metadata_server, global_segment_size, local_buffer_size, "
            "protocol, rdma_devices, master_server_addr, engine=None, *, enable_ssd_offload=False, "
@@ -629,12 +618,18 @@ void BindStore(py::module_& m) {
            "strings such as \"4gb\".")
       .def(
           "setup_dummy",
-          [](S&, py::object, py::object, py::object) {
-            MC_LOG(ERROR) << "MooncakeDistributedStore.setup_dummy: standalone (dummy client) "
-                             "mode is not supported; use setup()";
-            return static_cast<int>(ErrorCode::NOT_SUPPORTED);
+          [](S& self, py::object mem_pool_size, py::object local_buffer_size,
+             const std::string& server_address) {
+            absl::StatusOr<uint64_t> pool = SizeArg(mem_pool_size, "mem_pool_size");
+            absl::StatusOr<uint64_t> buffer = SizeArg(local_buffer_size, "local_buffer_size");
+            if (!pool.ok()) return FailSetup(pool.status());
+            if (!buffer.ok()) return FailSetup(buffer.status());
+            py::gil_scoped_release release;
+            return self.SetupDummy(*pool, *buffer, server_address);
           },
-          py::arg("mem_pool_size"), py::arg("local_buffer_size"), py::arg("server_address"))
+          py::arg("mem_pool_size"), py::arg("local_buffer_size"), py::arg("server_address"),
+          "Standalone mode: use the storage process (mooncake_client) on this host at "
+          "server_address (\"127.0.0.1:50052\"). 0 or a negative code.")
       .def("close", &S::Close, Release())
       .def("get_hostname", &S::Hostname, Release())
       .def("register_buffer", &S::RegisterBuffer, py::arg("buffer_ptr"), py::arg("size"), Release())
@@ -708,15 +703,17 @@ void BindStore(py::module_& m) {
           "batch_get_into_multi_buffers",
           [](S& self, const std::vector<std::string>& keys,
              const std::vector<std::vector<int64_t>>& ptrs,
-             const std::vector<std::vector<int64_t>>& sizes) {
+             const std::vector<std::vector<int64_t>>& sizes, bool /*prefer_alloc_in_same_node*/) {
             return self.BatchGetInto(keys, MultiBuffers(keys.size(), ptrs, sizes));
           },
-          py::arg("keys"), py::arg("all_buffer_ptrs"), py::arg("all_sizes"), Release())
+          py::arg("keys"), py::arg("all_buffer_ptrs"), py::arg("all_sizes"),
+          py::arg("prefer_alloc_in_same_node") = false, Release())
       .def("remove", &S::Remove, py::arg("key"), py::arg("force") = false, Release())
       .def("batch_remove", &S::BatchRemove, py::arg("keys"), py::arg("force") = false, Release())
       .def("remove_by_regex", &S::RemoveByRegex, py::arg("regex"), py::arg("force") = false,
            Release())
       .def("remove_all", &S::RemoveAll, py::arg("force") = false, Release());
+  BindStoreValues(m, store);
 }
 
 }  // namespace binding

@@ -19,12 +19,16 @@
 
 #include "absl/strings/string_view.h"
 #include "mooncake/master/master_types.h"
+#include "mooncake/store/store_api.h"
 #include "mooncake/store/store_client.h"
 #include "pybind11/pybind11.h"
 #include "sglang_backend/setup_params.h"
 
 namespace mooncake {
 namespace binding {
+
+class HostBuffer;
+struct BufferSlice;
 
 // PyReplicateConfig mirrors Mooncake's Python ReplicateConfig. `group_ids` and
 // `prefer_alloc_in_same_node` are accepted and kept but do not change placement yet.
@@ -57,6 +61,12 @@ class PyStore {
   // Setup connects to the master and mounts the segment. `engine` (optional) is shared instead
   // of creating one. 0 or a negative code (the reason is logged).
   int Setup(const SetupParams& params, std::shared_ptr<TransferEngine> engine);
+  // SetupDummy connects to the storage process on this host (`mooncake_client`) at
+  // `server_address` ("host:port"): standalone mode, docs/standalone.md. `local_buffer_size`
+  // sizes the staging block for memory that is not from MooncakeHostMemAllocator;
+  // `mem_pool_size` is accepted as Mooncake's and only logged.
+  int SetupDummy(uint64_t mem_pool_size, uint64_t local_buffer_size,
+                 const std::string& server_address);
   int Close();
 
   int RegisterBuffer(int64_t ptr, int64_t size);
@@ -82,13 +92,63 @@ class PyStore {
   int64_t RemoveAll(bool force);
   std::string Hostname();
 
+  // Values copied in and out of memory this binding owns (py_store_values.cc): `values[i]` is
+  // key i's object as parts to concatenate. Per key 0 or a negative code.
+  std::vector<int> PutValues(const std::vector<std::string>& keys,
+                             const std::vector<std::vector<absl::string_view>>& values,
+                             const ReplicateConfig& config, bool upsert);
+  // Per key the object, as a slice of one buffer the batch shares, or a slice with no buffer
+  // (missing or failed; `code` says why).
+  std::vector<BufferSlice> GetValues(const std::vector<std::string>& keys);
+  // Upsert: insert, or replace the object a key has. Not atomic: the old object is removed
+  // (waiting up to kUpsertLeaseWait for readers' leases to end), then the new one put, so a
+  // reader in between sees OBJECT_NOT_FOUND, never a mix of old and new bytes.
+  std::vector<int> BatchUpsertFrom(const std::vector<std::string>& keys,
+                                   const std::vector<std::vector<PyBuffer>>& buffers,
+                                   const ReplicateConfig& config);
+  std::vector<ObjectReplicas> BatchGetReplicas(const std::vector<std::string>& keys);
+  // Mooncake's health_check: 0 healthy, 1 not set up, 2 master (or storage process) unreachable.
+  int HealthCheck();
+
  private:
   // Client returns the client (nullptr before setup) with mu_ held shared by `lock`.
-  StoreClient* Client(std::shared_lock<std::shared_mutex>* lock, absl::string_view method);
+  StoreApi* Client(std::shared_lock<std::shared_mutex>* lock, absl::string_view method);
+  // ClearForUpsert removes the keys' current objects; per key 0 (now absent) or a code.
+  std::vector<int> ClearForUpsert(StoreApi* c, const std::vector<std::string>& keys);
+  // Install makes `client` this store's, unless one is already set up.
+  int Install(std::unique_ptr<StoreApi> client, std::shared_ptr<TransferEngine> engine);
 
-  std::shared_mutex mu_;  // shared by calls, exclusive for setup and close
-  std::unique_ptr<StoreClient> client_;
+  std::shared_mutex mu_;              // shared by calls, exclusive for setup and close
+  std::unique_ptr<StoreApi> client_;  // a StoreClient (setup) or a StandaloneClient (setup_dummy)
   std::shared_ptr<TransferEngine> engine_;  // a shared engine; outlives client_
+};
+
+// HostBuffer is memory this binding allocated for values: what `mooncake.store.BufferHandle`
+// exposes. Large ones come from a HostMemAllocator, so standalone mode moves them in place.
+class HostBuffer {
+ public:
+  // Allocates `size` bytes (at least one page); ok() is false if the kernel refused.
+  explicit HostBuffer(uint64_t size);
+  ~HostBuffer();
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  bool ok() const { return base_ != nullptr; }
+  char* data() const { return base_; }
+  uint64_t capacity() const { return capacity_; }
+
+ private:
+  char* base_ = nullptr;
+  uint64_t capacity_ = 0;
+  bool shared_ = false;  // from HostMemAllocator (large values), else the heap
+};
+
+// BufferSlice is `size` bytes at `offset` in `buffer` (null when there is no value: `code`).
+struct BufferSlice {
+  std::shared_ptr<HostBuffer> buffer;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  int64_t code = 0;
+  const char* data() const { return buffer->data() + offset; }
 };
 
 // CloseAllStores closes every live store (registered with Python's atexit, so segments are
@@ -97,6 +157,9 @@ void CloseAllStores();
 
 // BindStore adds MooncakeDistributedStore, ReplicateConfig and MooncakeHostMemAllocator to `m`.
 void BindStore(pybind11::module_& m);
+// BindStoreValues adds BufferHandle, the replica descriptor classes and the value, upsert,
+// replica and health methods (py_store_values.cc) to MooncakeDistributedStore.
+void BindStoreValues(pybind11::module_& m, pybind11::class_<PyStore>& store);
 
 }  // namespace binding
 }  // namespace mooncake

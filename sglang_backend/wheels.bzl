@@ -20,15 +20,18 @@ AUDITWHEEL = "/var/cache/mooncake-build/tools-venv/bin/auditwheel"
 BINDING_SRCS = [
     "py_engine.cc",
     "py_store.cc",
+    "py_store_values.cc",
 ]
 
 BINDING_HDRS = [
     "py_engine.h",
     "py_store.h",
+    "py_store_internal.h",
 ]
 
 BINDING_DEPS = [
     "//mooncake/standalone:host_mem_allocator",
+    "//mooncake/standalone:standalone_client",
     ":setup_params",
     "//mooncake/common:byte_size",
     "//mooncake/common:error_code",
@@ -45,6 +48,7 @@ PROGRAMS = [
     "//mooncake/master:mooncake_master",
     "//mooncake/metadata:http_metadata_server",
     "//mooncake/store:mooncake_storage_node",
+    "//mooncake/standalone:mooncake_client",
 ]
 
 # --exclude-libs hides the symbols of the static libraries linked into the module, so they cannot

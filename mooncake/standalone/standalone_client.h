@@ -53,6 +53,7 @@ class StandaloneClient : public StoreApi {
   std::string hostname() const override;
 
   // Nothing to do remotely: allocator blocks are shared on first use, other memory is staged.
+  bool requires_registration() const override { return false; }
   absl::Status RegisterBuffer(void* ptr, uint64_t size) override;
   absl::Status UnregisterBuffer(void* ptr) override;
 

@@ -38,6 +38,9 @@ class StoreApi {
   // The name this client's data lives under ("host:port" of the process holding the segment).
   virtual std::string hostname() const = 0;
 
+  // Whether BatchPut/BatchGet buffers must be registered first (embedded: the engine moves them;
+  // standalone: any memory works, allocator blocks without a copy).
+  virtual bool requires_registration() const = 0;
   virtual absl::Status RegisterBuffer(void* ptr, uint64_t size) = 0;
   virtual absl::Status UnregisterBuffer(void* ptr) = 0;
 

@@ -120,6 +120,7 @@ class StoreClient : public StoreApi {
   std::vector<ObjectReplicas> BatchGetReplicas(const std::vector<std::string>& keys) override;
   // One heartbeat to the master, now.
   StoreHealth HealthCheck() override;
+  bool requires_registration() const override { return true; }
 
   const ClientId& client_id() const { return client_id_; }
   // The SSD tier, or null without enable_ssd_offload.

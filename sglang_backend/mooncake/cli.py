@@ -3,6 +3,7 @@
     mooncake_master [--port 50051] [--metrics_port 9003] [--client_ttl 10] ...
     mooncake_http_metadata_server [--host 0.0.0.0] [--port 8080]
     mooncake_storage_node --master=HOST:PORT [--segment_size=4gb] ...
+    mooncake_client --master_server_address=HOST:PORT [--port=50052] [--global_segment_size=4gb] ...
 """
 
 import sys
@@ -23,3 +24,8 @@ def http_metadata_server_main():
 def storage_node_main():
     """`mooncake_storage_node`: a process that only contributes memory to the store."""
     exec_binary("mooncake_storage_node", sys.argv[1:])
+
+
+def client_main():
+    """`mooncake_client`: the storage process of standalone mode (setup_dummy connects to it)."""
+    exec_binary("mooncake_client", sys.argv[1:])
