@@ -24,9 +24,11 @@ import urllib.request
 # Error codes of the Python boundary (docs/compatibility.md section 4).
 OK = 0
 INTERNAL_ERROR = -1
+NO_AVAILABLE_HANDLE = -200
 INVALID_KEY = -400
 INVALID_PARAMS = -600
 OBJECT_NOT_FOUND = -704
+OBJECT_HAS_LEASE = -706
 RPC_FAIL = -900
 RPC_TIMEOUT = -901
 NOT_SUPPORTED = -1012
@@ -160,6 +162,27 @@ def start_storage_node(master, segment="64mb", port=None, args=(), wrap=(), env=
     node.hostname = f"{HOST}:{port}"
     node.port = port
     return node
+
+
+def start_mooncake_client(master, segment="64mb", port=None, args=()):
+    """mooncake_client from the wheel: the storage process of standalone mode. .address is what
+    setup_dummy takes ("127.0.0.1:port"); .hostname is its segment name."""
+    port = port or free_port()
+    argv = [os.path.join(BIN_DIR, "mooncake_client"), f"--master_server_address={master.address}",
+            f"--host={HOST}", f"--port={port}", f"--global_segment_size={segment}", *args]
+    log_path = tempfile.mktemp(prefix="mooncake-client-", suffix=".log")
+
+    def ready():
+        with open(log_path, "rb") as f:
+            return b"READY" in f.read()
+
+    client = Service("mooncake_client", argv, ready, log_path=log_path)
+    with open(log_path, "rb") as f:
+        line = next(l for l in f.read().decode().splitlines() if l.startswith("READY"))
+    client.hostname = line.split()[1]
+    client.port = port
+    client.address = f"{HOST}:{port}"
+    return client
 
 
 def page_hashes(n, seed="prompt"):

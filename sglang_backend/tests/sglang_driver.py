@@ -6,10 +6,13 @@ the CUDA build needs several GB of NVIDIA libraries), and SGLang's storage path 
 import time. Everything else SGLang imports is the real package from PyPI.
 
     python sglang_driver.py '{"master": "127.0.0.1:P", "metrics_port": M, "metadata": "..."}'
+    python sglang_driver.py '{"master": ..., "client_server_address": "127.0.0.1:C",
+                              "phase": "write"|"read"}'      # standalone_storage mode
 
 Exits 0 after printing "SGLANG-DRIVER-OK <summary json>"; any failed check raises.
 """
 
+import ctypes
 import json
 import os
 import sys
@@ -158,12 +161,55 @@ def roundtrip(backend, pool, keys, seed):
     return data
 
 
+def standalone(args, summary):
+    """SGLang's standalone_storage mode: the pool comes from MooncakeHostTensorAllocator (SGLang
+    requires it) and the store is setup_dummy to the mooncake_client at client_server_address.
+    Phase "write" stores 64 pages and exits; phase "read", in a new process, reads them back."""
+    pool = MockMHAPageFirstPool(pages=64)
+    allocator = mooncake_store.MooncakeHostTensorAllocator()
+    # MooncakeHostTensorAllocator.allocate wraps the memory with torch.frombuffer, which the stub
+    # lacks: take the same allocator's memory and wrap it with numpy instead.
+    size = pool.kv_buffer.array.size
+    ptr = allocator.allocator.alloc(size)
+    check(ptr != 0, "MooncakeHostMemAllocator.alloc")
+    pool.kv_buffer.array = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(ptr))
+    pool.allocator = allocator
+    extra = {
+        "standalone_storage": True,
+        "client_server_address": args["client_server_address"],
+        "master_server_address": args["master"],
+        "protocol": "tcp",
+        "local_hostname": harness.HOST,
+        "check_server": False,
+    }
+    backend = StorageBackendFactory.create_backend(
+        "mooncake", storage_config(0, 1, False, extra, None), pool)
+    backend.register_mem_pool_host(pool)
+    hashes = harness.page_hashes(64, seed="sglang-standalone")
+    indices = np.arange(64 * pool.page_size, dtype=np.int64)
+    data = np.random.default_rng(11).integers(0, 256, size, dtype=np.uint8)
+    if args["phase"] == "write":
+        pool.kv_buffer.array[:] = data
+        check(backend.batch_exists(hashes) == 0, "fresh pages reported as existing")
+        check(backend.batch_set_v1(hashes, indices) == [True] * 64, "batch_set_v1")
+        check(backend.batch_exists(hashes) == 64, "batch_exists after set")
+    else:
+        check(backend.batch_exists(hashes) == 64, "pages kept across the SGLang restart")
+        check(backend.batch_get_v1(hashes, indices) == [True] * 64, "batch_get_v1")
+        check(np.array_equal(pool.kv_buffer.array, data), "bytes read differ from bytes written")
+    summary["standalone_" + args["phase"]] = "ok"
+    print("SGLANG-DRIVER-OK " + json.dumps(summary), flush=True)
+    return 0
+
+
 def main():
     args = json.loads(sys.argv[1])
     for var in list(os.environ):
         if var.startswith("MOONCAKE_") or var == "LOCAL_HOSTNAME":
             del os.environ[var]
     summary = {"stubbed": STUBBED}
+    if "client_server_address" in args:
+        return standalone(args, summary)
 
     # A storage node already holding a segment, so SGLang's check_server probe
     # (GET http://<master>:<metrics_port>/get_all_segments) sees a mounted segment.
