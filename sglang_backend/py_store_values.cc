@@ -26,8 +26,9 @@ namespace {
 // block (cheaper than sharing a new memfd per call).
 constexpr uint64_t kSharedValueBytes = uint64_t{4} << 20;
 
-// How long an upsert waits for readers' leases on the old object to end.
-constexpr absl::Duration kUpsertLeaseWait = absl::Seconds(10);
+// How long an upsert waits for readers' leases on the old object to end: longer than one default
+// read lease (--default_kv_lease_ttl, 10 s), so a key read once can always be upserted.
+constexpr absl::Duration kUpsertLeaseWait = absl::Seconds(12);
 
 HostMemAllocator& ValueAllocator() {
   static auto* allocator = new HostMemAllocator();
@@ -376,8 +377,8 @@ int PutBatch(PyStore& self, const std::vector<std::string>& keys, const py::list
   return FirstError(self.PutValues(keys, parts, c, upsert));
 }
 
-int PutParts(PyStore& self, const std::string& key, const py::args& args,
-             const py::kwargs& kwargs, bool upsert) {
+int PutParts(PyStore& self, const std::string& key, const py::args& args, const py::kwargs& kwargs,
+             bool upsert) {
   ReplicateConfig c = PartsConfig(kwargs, upsert ? "upsert_parts" : "put_parts");
   std::vector<std::unique_ptr<BytesView>> views;
   std::vector<absl::string_view> parts = Parts(args, &views);
@@ -428,8 +429,8 @@ void BindStoreValues(py::module_& m, py::class_<PyStore>& store) {
              if (d.replica.disk) {
                throw py::value_error("get_memory_descriptor: this is a disk replica");
              }
-             return py::cast(PyMemoryDescriptor{
-                 {d.replica.size, d.replica.address, d.replica.segment_name}});
+             return py::cast(
+                 PyMemoryDescriptor{{d.replica.size, d.replica.address, d.replica.segment_name}});
            })
       .def("get_disk_descriptor",
            [](const PyReplicaDescriptor& d) -> py::object {

@@ -94,7 +94,8 @@ def test_distribution_metadata():
     scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
     assert scripts == {"mooncake_master": "mooncake.cli:master_main",
                        "mooncake_http_metadata_server": "mooncake.cli:http_metadata_server_main",
-                       "mooncake_storage_node": "mooncake.cli:storage_node_main"}
+                       "mooncake_storage_node": "mooncake.cli:storage_node_main",
+                       "mooncake_client": "mooncake.cli:client_main"}
     store_module = importlib.import_module("mooncake.store")
     engine_module = importlib.import_module("mooncake.engine")
     assert store_module.__file__.endswith(

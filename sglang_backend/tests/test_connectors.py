@@ -252,7 +252,7 @@ def test_upsert_family(stores, own_master):
 def test_upsert_waits_for_readers(stores, own_master):
     """An upsert of an object a reader just leased waits for the lease (300 ms here) to end, then
     replaces it. (Not atomic: a reader in between gets OBJECT_NOT_FOUND, never a mix of bytes;
-    an object read without pause for 10 s keeps its lease, and the upsert then returns
+    an object read without pause for 12 s keeps its lease, and the upsert then returns
     OBJECT_HAS_LEASE.)"""
     writer, reader = stores(), stores()
     assert harness.setup_store(writer, own_master.address) == 0
