@@ -17,10 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "mooncake/common/byte_size.h"
-#include "mooncake/common/client_config.h"
 #include "mooncake/standalone/standalone_protocol.h"
 #include "mooncake/standalone/standalone_server.h"
-#include "mooncake/store/store_client.h"
+#include "mooncake/store/storage_process.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "host this process's transfer engine serves and advertises");
@@ -60,44 +59,24 @@ int main(int argc, char** argv) {
     fprintf(stderr, "mooncake_client: --port=%d: must be 1..65535\n", port);
     return 2;
   }
-  absl::Status config_error;
-  auto options = [&] {
-    mooncake::StoreOptions o;
-    o.config.master_server_address = absl::GetFlag(FLAGS_master_server_address);
-    o.config.metadata_server = absl::GetFlag(FLAGS_metadata_server);
-    o.config.local_hostname = absl::GetFlag(FLAGS_host);
-    o.config.global_segment_size = *size;
-    o.config.protocol = absl::GetFlag(FLAGS_protocol);
-    o.config.device_name = absl::GetFlag(FLAGS_device_names);
-    if (auto devices = mooncake::DevicesForRank(o.config.device_name, 0); devices.ok()) {
-      o.engine_options.rdma_devices = *devices;
-    }
-    o.config.ssd_offload_path = absl::GetFlag(FLAGS_ssd_offload_path);
-    o.config.enable_ssd_offload = !o.config.ssd_offload_path.empty();
-    absl::Status s = mooncake::ApplyOffloadEnv(mooncake::ProcessEnv, &o.config);
-    if (s.ok() && o.config.enable_ssd_offload) s = o.config.Validate();
-    if (!s.ok()) config_error = s;
-    return o;
-  };
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
-  mooncake::StoreOptions first = options();
-  if (!config_error.ok()) {
-    fprintf(stderr, "mooncake_client: %s\n", config_error.ToString().c_str());
-    return 2;
-  }
-  bool first_used = false;
-  auto store = mooncake::StoreClient::CreateWhenMasterUp(
-      [&] {
-        if (first_used) return options();
-        first_used = true;
-        return std::move(first);
-      },
-      absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)), &g_stop, "mooncake_client");
+  mooncake::StorageProcessConfig config;
+  config.master_server_address = absl::GetFlag(FLAGS_master_server_address);
+  config.metadata_server = absl::GetFlag(FLAGS_metadata_server);
+  config.local_hostname = absl::GetFlag(FLAGS_host);
+  config.segment_size = *size;
+  config.protocol = absl::GetFlag(FLAGS_protocol);
+  config.devices = absl::GetFlag(FLAGS_device_names);
+  config.ssd_offload_path = absl::GetFlag(FLAGS_ssd_offload_path);
+  mooncake::StorageProcessError error;
+  auto store =
+      mooncake::StartStorageProcess(config, absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)),
+                                    &g_stop, "mooncake_client", &error);
   if (!store.ok()) {
     fprintf(stderr, "mooncake_client: %s\n", store.status().ToString().c_str());
-    return 1;
+    return error.config ? 2 : 1;
   }
   mooncake::StandaloneServer server(store->get(), absl::GetFlag(FLAGS_max_clients));
   const std::string socket = mooncake::StandaloneSocketNameForPort(port);

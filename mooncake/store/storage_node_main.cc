@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/store/storage_process.h"
 #include "mooncake/store/store_client.h"
 
 ABSL_FLAG(std::string, master, "127.0.0.1:50051", "mooncake_master address (host:port)");
@@ -46,44 +47,23 @@ int main(int argc, char** argv) {
             size.ok() ? "must be positive" : std::string(size.status().message()).c_str());
     return 2;
   }
-  // StoreOptions is move-only (it may carry injected seams): one fresh set per attempt.
-  absl::Status config_error;
-  auto options = [&] {
-    mooncake::StoreOptions o;
-    o.config.master_server_address = absl::GetFlag(FLAGS_master);
-    o.config.metadata_server = absl::GetFlag(FLAGS_metadata);
-    o.config.local_hostname = absl::GetFlag(FLAGS_host);
-    o.config.global_segment_size = *size;
-    o.config.protocol = absl::GetFlag(FLAGS_protocol);
-    o.config.device_name = absl::GetFlag(FLAGS_device);
-    if (auto devices = mooncake::DevicesForRank(o.config.device_name, 0); devices.ok()) {
-      o.engine_options.rdma_devices = *devices;
-    }
-    o.config.ssd_offload_path = absl::GetFlag(FLAGS_ssd_offload_path);
-    o.config.enable_ssd_offload = !o.config.ssd_offload_path.empty();
-    absl::Status s = mooncake::ApplyOffloadEnv(mooncake::ProcessEnv, &o.config);
-    if (s.ok() && o.config.enable_ssd_offload) s = o.config.Validate();
-    if (!s.ok()) config_error = s;
-    return o;
-  };
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
-  mooncake::StoreOptions first = options();
-  if (!config_error.ok()) {
-    fprintf(stderr, "mooncake_storage_node: %s\n", config_error.ToString().c_str());
-    return 2;
-  }
-  bool first_used = false;
-  auto store = mooncake::StoreClient::CreateWhenMasterUp(
-      [&] {
-        if (first_used) return options();
-        first_used = true;
-        return std::move(first);
-      },
-      absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)), &g_stop, "mooncake_storage_node");
+  mooncake::StorageProcessConfig config;
+  config.master_server_address = absl::GetFlag(FLAGS_master);
+  config.metadata_server = absl::GetFlag(FLAGS_metadata);
+  config.local_hostname = absl::GetFlag(FLAGS_host);
+  config.segment_size = *size;
+  config.protocol = absl::GetFlag(FLAGS_protocol);
+  config.devices = absl::GetFlag(FLAGS_device);
+  config.ssd_offload_path = absl::GetFlag(FLAGS_ssd_offload_path);
+  mooncake::StorageProcessError error;
+  auto store =
+      mooncake::StartStorageProcess(config, absl::Seconds(absl::GetFlag(FLAGS_connect_timeout)),
+                                    &g_stop, "mooncake_storage_node", &error);
   if (!store.ok()) {
     fprintf(stderr, "mooncake_storage_node: %s\n", store.status().ToString().c_str());
-    return 1;
+    return error.config ? 2 : 1;
   }
   if (mooncake::DiskTier* tier = (*store)->disk_tier()) {
     const mooncake::DiskStoreStats st = tier->GetStats().store;
