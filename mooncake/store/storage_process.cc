@@ -8,9 +8,11 @@
 
 namespace mooncake {
 
-absl::StatusOr<std::unique_ptr<StoreClient>> StartStorageProcess(
-    const StorageProcessConfig& config, absl::Duration connect_timeout, const volatile int* stop,
-    absl::string_view program, StorageProcessError* error) {
+absl::StatusOr<std::unique_ptr<StoreClient>> StartStorageProcess(const StorageProcessConfig& config,
+                                                                 absl::Duration connect_timeout,
+                                                                 const volatile int* stop,
+                                                                 absl::string_view program,
+                                                                 StorageProcessError* error) {
   if (config.segment_size == 0) {
     error->config = true;
     error->status = MakeError(ErrorCode::INVALID_PARAMS, "the segment size must be positive");

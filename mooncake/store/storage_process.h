@@ -35,9 +35,11 @@ struct StorageProcessError {
 
 // StartStorageProcess validates `config` and starts the client, retrying an unreachable master
 // for `connect_timeout` or until `*stop`; messages are prefixed with `program`.
-absl::StatusOr<std::unique_ptr<StoreClient>> StartStorageProcess(
-    const StorageProcessConfig& config, absl::Duration connect_timeout, const volatile int* stop,
-    absl::string_view program, StorageProcessError* error);
+absl::StatusOr<std::unique_ptr<StoreClient>> StartStorageProcess(const StorageProcessConfig& config,
+                                                                 absl::Duration connect_timeout,
+                                                                 const volatile int* stop,
+                                                                 absl::string_view program,
+                                                                 StorageProcessError* error);
 
 }  // namespace mooncake
 
