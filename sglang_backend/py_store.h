@@ -115,6 +115,10 @@ class PyStore {
   StoreApi* Client(std::shared_lock<std::shared_mutex>* lock, absl::string_view method);
   // ClearForUpsert removes the keys' current objects; per key 0 (now absent) or a code.
   std::vector<int> ClearForUpsert(StoreApi* c, const std::vector<std::string>& keys);
+  // Upsert clears the keys, then puts those it could clear; per key 0 or a code.
+  std::vector<int> Upsert(StoreApi* c, const std::vector<std::string>& keys,
+                          const std::vector<std::vector<BufferRef>>& buffers,
+                          const ReplicateConfig& config);
   // Install makes `client` this store's, unless one is already set up.
   int Install(std::unique_ptr<StoreApi> client, std::shared_ptr<TransferEngine> engine);
 

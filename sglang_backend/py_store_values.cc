@@ -114,6 +114,27 @@ std::vector<int> PyStore::ClearForUpsert(StoreApi* c, const std::vector<std::str
   return out;
 }
 
+std::vector<int> PyStore::Upsert(StoreApi* c, const std::vector<std::string>& keys,
+                                 const std::vector<std::vector<BufferRef>>& buffers,
+                                 const ReplicateConfig& config) {
+  std::vector<int> out = ClearForUpsert(c, keys);
+  std::vector<std::string> put_keys;
+  std::vector<std::vector<BufferRef>> put_buffers;
+  std::vector<size_t> index;
+  for (size_t j = 0; j < keys.size(); ++j) {
+    if (out[j] != 0) continue;  // could not clear: that code stands
+    put_keys.push_back(keys[j]);
+    put_buffers.push_back(buffers[j]);
+    index.push_back(j);
+  }
+  if (put_keys.empty()) return out;
+  const std::vector<int> rc = c->BatchPut(put_keys, put_buffers, config);
+  for (size_t j = 0; j < index.size(); ++j) {
+    out[index[j]] = j < rc.size() ? rc[j] : Code(ErrorCode::INTERNAL_ERROR);
+  }
+  return out;
+}
+
 std::vector<int> PyStore::PutValues(const std::vector<std::string>& keys,
                                     const std::vector<std::vector<absl::string_view>>& values,
                                     const ReplicateConfig& config, bool upsert) {
@@ -163,26 +184,8 @@ std::vector<int> PyStore::PutValues(const std::vector<std::string>& keys,
     for (size_t i : put_index) out[i] = ToPythonCode(registered.status());
     return out;
   }
-  if (upsert) {
-    const std::vector<int> cleared = ClearForUpsert(c, put_keys);
-    std::vector<std::string> k2;
-    std::vector<std::vector<BufferRef>> r2;
-    std::vector<size_t> i2;
-    for (size_t j = 0; j < put_keys.size(); ++j) {
-      if (cleared[j] != 0) {
-        out[put_index[j]] = cleared[j];
-        continue;
-      }
-      k2.push_back(put_keys[j]);
-      r2.push_back(refs[j]);
-      i2.push_back(put_index[j]);
-    }
-    put_keys = std::move(k2);
-    refs = std::move(r2);
-    put_index = std::move(i2);
-    if (put_keys.empty()) return out;
-  }
-  const std::vector<int> rc = c->BatchPut(put_keys, refs, config);
+  const std::vector<int> rc =
+      upsert ? Upsert(c, put_keys, refs, config) : c->BatchPut(put_keys, refs, config);
   for (size_t j = 0; j < put_index.size(); ++j) {
     out[put_index[j]] = j < rc.size() ? rc[j] : Code(ErrorCode::INTERNAL_ERROR);
   }
@@ -255,24 +258,8 @@ std::vector<int> PyStore::BatchUpsertFrom(const std::vector<std::string>& keys,
   if (!ValidReplicaNum(config, "batch_upsert_from")) {
     return std::vector<int>(keys.size(), kInvalidParams);
   }
-  return ForValidKeys<int>(keys, buffers, [&](const auto& k, const auto& b) {
-    std::vector<int> out = ClearForUpsert(c, k);
-    std::vector<std::string> k2;
-    std::vector<std::vector<BufferRef>> b2;
-    std::vector<size_t> i2;
-    for (size_t j = 0; j < k.size(); ++j) {
-      if (out[j] != 0) continue;
-      k2.push_back(k[j]);
-      b2.push_back(b[j]);
-      i2.push_back(j);
-    }
-    if (k2.empty()) return out;
-    const std::vector<int> rc = c->BatchPut(k2, b2, config);
-    for (size_t j = 0; j < i2.size(); ++j) {
-      out[i2[j]] = j < rc.size() ? rc[j] : Code(ErrorCode::INTERNAL_ERROR);
-    }
-    return out;
-  });
+  return ForValidKeys<int>(keys, buffers,
+                           [&](const auto& k, const auto& b) { return Upsert(c, k, b, config); });
 }
 
 std::vector<ObjectReplicas> PyStore::BatchGetReplicas(const std::vector<std::string>& keys) {
@@ -323,6 +310,12 @@ std::vector<PyReplicaDescriptor> Descriptors(const ObjectReplicas& o) {
   if (o.error != ErrorCode::OK) return out;
   for (const ReplicaDesc& r : o.replicas) out.push_back({r, PyReplicaStatus::kComplete});
   return out;
+}
+
+// GetSlices reads `keys` with the GIL released.
+std::vector<BufferSlice> GetSlices(PyStore& self, const std::vector<std::string>& keys) {
+  py::gil_scoped_release release;
+  return self.GetValues(keys);
 }
 
 py::object Handle(const BufferSlice& s) {
@@ -500,13 +493,8 @@ void BindStoreValues(py::module_& m, py::class_<PyStore>& store) {
       .def(
           "get_batch",
           [](S& self, const std::vector<std::string>& keys) {
-            std::vector<BufferSlice> slices;
-            {
-              py::gil_scoped_release release;
-              slices = self.GetValues(keys);
-            }
             py::list out;
-            for (const BufferSlice& s : slices) {
+            for (const BufferSlice& s : GetSlices(self, keys)) {
               out.append(s.buffer == nullptr ? py::bytes("")
                                              : py::bytes(s.data(), static_cast<size_t>(s.size)));
             }
@@ -515,25 +503,13 @@ void BindStoreValues(py::module_& m, py::class_<PyStore>& store) {
           py::arg("keys"), "Per key its bytes, or b\"\" when it cannot be read.")
       .def(
           "get_buffer",
-          [](S& self, const std::string& key) {
-            std::vector<BufferSlice> slices;
-            {
-              py::gil_scoped_release release;
-              slices = self.GetValues({key});
-            }
-            return Handle(slices[0]);
-          },
+          [](S& self, const std::string& key) { return Handle(GetSlices(self, {key})[0]); },
           py::arg("key"), "A BufferHandle with the object's bytes, or None.")
       .def(
           "batch_get_buffer",
           [](S& self, const std::vector<std::string>& keys) {
-            std::vector<BufferSlice> slices;
-            {
-              py::gil_scoped_release release;
-              slices = self.GetValues(keys);
-            }
             py::list out;
-            for (const BufferSlice& s : slices) out.append(Handle(s));
+            for (const BufferSlice& s : GetSlices(self, keys)) out.append(Handle(s));
             return out;
           },
           py::arg("keys"), "Per key a BufferHandle, or None.")
