@@ -103,17 +103,43 @@ void MasterService::DiscardRecord(ObjectRecord* record, int64_t now) {
     options_.journal->ObjectDropped(record->key(), record->put_id,
                                     std::max<int64_t>(0, release_ns - now));
   }
-  const uint64_t aligned = SegmentAllocator::AlignedSize(record->size);
-  for (int i = 0; i < record->num_replicas; ++i) {
-    if (segments_.find(record->segment(i)) == segments_.end()) continue;
-    if (release_ns <= now) {
-      FreeReplica(record->segment(i), record->address(i), record->size);
-    } else {
-      discarded_.push_back(
-          DiscardedBlock{record->segment(i), record->address(i), record->size, release_ns});
-      discarded_bytes_ += aligned;
+  if (release_ns <= now) {
+    FreeRecordReplicas(*record);
+  } else {
+    Quarantine(*record, release_ns);
+  }
+}
+
+void MasterService::Quarantine(const ObjectRecord& record, int64_t release_ns) {
+  const uint64_t aligned = SegmentAllocator::AlignedSize(record.size);
+  for (int i = 0; i < record.num_replicas; ++i) {
+    if (segments_.find(record.segment(i)) == segments_.end()) continue;
+    discarded_.push_back(
+        DiscardedBlock{record.segment(i), record.address(i), record.size, release_ns});
+    discarded_bytes_ += aligned;
+  }
+}
+
+void MasterService::RemoveAndDelete(std::vector<ObjectRecord*>* records, int64_t now) {
+  if (records->empty()) return;
+  {
+    absl::MutexLock lock(&seg_mu_);
+    for (ObjectRecord* r : *records) {
+      QueueDiskDrop(*r);
+      const int64_t release_ns = r->lease_expiry_ns;
+      if (options_.journal != nullptr) {
+        options_.journal->ObjectDropped(r->key(), r->put_id,
+                                        std::max<int64_t>(0, release_ns - now));
+      }
+      if (release_ns <= now) {
+        FreeRecordReplicas(*r);
+      } else {
+        Quarantine(*r, release_ns);
+      }
     }
   }
+  for (ObjectRecord* r : *records) ObjectRecord::Delete(r);
+  records->clear();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,6 +183,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchExistKey(
     ++hits;
     return ErrorCode::OK;
   });
+  Add(counters_->exist_calls, 1);
   Add(counters_->exist_keys, keys.size());
   Add(counters_->exist_hits, hits);
   return out;
@@ -236,6 +263,7 @@ absl::StatusOr<ReplicaListResult> MasterService::BatchGetReplicaList(
       }
     }
   }
+  Add(counters_->get_replica_list_calls, 1);
   Add(counters_->get_replica_list_keys, keys.size());
   Add(counters_->get_replica_list_hits, hits);
   return result;
@@ -368,6 +396,7 @@ absl::StatusOr<std::vector<ObjectReplicas>> MasterService::BatchPutStart(
       if (eviction_generation_.load() == generation) Evict(NowNanos());
     }
   }
+  Add(counters_->put_start_calls, 1);
   Add(counters_->put_start_keys, keys.size());
   Add(counters_->put_start_ok, ok);
   Add(counters_->put_start_already_exists, exists);
@@ -407,6 +436,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutEnd(
     return ErrorCode::OK;
   });
   if (!completed.empty()) QueueOffload(std::move(completed));
+  Add(counters_->put_end_calls, 1);
   Add(counters_->put_end_keys, keys.size());
   return out;
 }
@@ -431,6 +461,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchPutRevoke(
     }
     return ErrorCode::OK;
   });
+  Add(counters_->put_revoke_calls, 1);
   Add(counters_->put_revoke_keys, keys.size());
   return out;
 }
@@ -448,7 +479,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchRemove(
     shard.objects.erase(it);
     victims.push_back(r);
     NotifyDropped(victims, ObjectDropReason::kRemoved);
-    FreeAndDelete(&victims);
+    RemoveAndDelete(&victims, now);
     ++removed;
     return ErrorCode::OK;
   });
@@ -479,7 +510,7 @@ uint64_t MasterService::RemoveMatching(const RE2* regex, bool force) {
     }
     removed += victims.size();
     NotifyDropped(victims, ObjectDropReason::kRemoved);
-    FreeAndDelete(&victims);
+    RemoveAndDelete(&victims, now);
   }
   Add(counters_->removed_objects, removed);
   return removed;
@@ -523,15 +554,20 @@ MasterMetrics MasterService::GetMetrics() const {
     m.discarded_bytes = discarded_bytes_;
   }
   const Counters& c = *counters_;
+  m.exist_calls = c.exist_calls.load();
   m.exist_keys = c.exist_keys.load();
   m.exist_hits = c.exist_hits.load();
+  m.get_replica_list_calls = c.get_replica_list_calls.load();
   m.get_replica_list_keys = c.get_replica_list_keys.load();
   m.get_replica_list_hits = c.get_replica_list_hits.load();
+  m.put_start_calls = c.put_start_calls.load();
   m.put_start_keys = c.put_start_keys.load();
   m.put_start_ok = c.put_start_ok.load();
   m.put_start_already_exists = c.put_start_already_exists.load();
   m.put_start_no_space = c.put_start_no_space.load();
+  m.put_end_calls = c.put_end_calls.load();
   m.put_end_keys = c.put_end_keys.load();
+  m.put_revoke_calls = c.put_revoke_calls.load();
   m.put_revoke_keys = c.put_revoke_keys.load();
   m.remove_keys = c.remove_keys.load();
   m.removed_objects = c.removed_objects.load();

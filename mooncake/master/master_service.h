@@ -116,15 +116,22 @@ struct MasterMetrics {
   uint64_t processing_objects = 0;
   uint64_t discarded_bytes = 0;  // reserved by discarded puts, awaiting release
   // Counters (keys, not RPCs, unless named *_calls).
+  // Calls and keys per data RPC: calls / keys is the batch size, calls per client batch the
+  // round trips (docs/benchmarks.md, cluster throughput).
+  uint64_t exist_calls = 0;
   uint64_t exist_keys = 0;
   uint64_t exist_hits = 0;
+  uint64_t get_replica_list_calls = 0;
   uint64_t get_replica_list_keys = 0;
   uint64_t get_replica_list_hits = 0;
+  uint64_t put_start_calls = 0;
   uint64_t put_start_keys = 0;
   uint64_t put_start_ok = 0;
   uint64_t put_start_already_exists = 0;
   uint64_t put_start_no_space = 0;
+  uint64_t put_end_calls = 0;
   uint64_t put_end_keys = 0;
+  uint64_t put_revoke_calls = 0;
   uint64_t put_revoke_keys = 0;
   uint64_t remove_keys = 0;
   uint64_t removed_objects = 0;  // by remove, remove-by-regex and remove-all
@@ -334,6 +341,14 @@ class MasterService {
   // Reserves the space of a discarded PROCESSING record until its release time (or frees it if that
   // has passed). The record is already out of its shard; the caller deletes it.
   void DiscardRecord(ObjectRecord* record, int64_t now) ABSL_LOCKS_EXCLUDED(seg_mu_);
+  // RemoveAndDelete frees removed objects; one still leased keeps its space until the lease ends,
+  // so a reader holding its replica list (mid-read, or from its exist call) reads the removed
+  // object's bytes and never those of a later object in the same space.
+  void RemoveAndDelete(std::vector<ObjectRecord*>* records, int64_t now)
+      ABSL_LOCKS_EXCLUDED(seg_mu_);
+  // Quarantine keeps the record's replicas allocated until release_ns (then Tick frees them).
+  void Quarantine(const ObjectRecord& record, int64_t release_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(seg_mu_);
   // Removes COMPLETE objects matching `regex` (all if null), leased ones only if `force`.
   uint64_t RemoveMatching(const re2::RE2* regex, bool force);
 

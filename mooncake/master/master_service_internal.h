@@ -152,15 +152,20 @@ struct MasterService::Client {
 };
 
 struct MasterService::Counters {
+  std::atomic<uint64_t> exist_calls{0};
   std::atomic<uint64_t> exist_keys{0};
   std::atomic<uint64_t> exist_hits{0};
+  std::atomic<uint64_t> get_replica_list_calls{0};
   std::atomic<uint64_t> get_replica_list_keys{0};
   std::atomic<uint64_t> get_replica_list_hits{0};
+  std::atomic<uint64_t> put_start_calls{0};
   std::atomic<uint64_t> put_start_keys{0};
   std::atomic<uint64_t> put_start_ok{0};
   std::atomic<uint64_t> put_start_already_exists{0};
   std::atomic<uint64_t> put_start_no_space{0};
+  std::atomic<uint64_t> put_end_calls{0};
   std::atomic<uint64_t> put_end_keys{0};
+  std::atomic<uint64_t> put_revoke_calls{0};
   std::atomic<uint64_t> put_revoke_keys{0};
   std::atomic<uint64_t> remove_keys{0};
   std::atomic<uint64_t> removed_objects{0};

@@ -30,19 +30,25 @@ std::string PrometheusText(const MasterMetrics& m) {
   Metric(&out, "objects", "gauge", "Objects (complete and processing).", m.objects);
   Metric(&out, "processing_objects", "gauge", "Objects between put start and put end.",
          m.processing_objects);
+  Metric(&out, "exist_calls", "counter", "Exist calls (batches).", m.exist_calls);
   Metric(&out, "exist_keys", "counter", "Keys asked by exist.", m.exist_keys);
   Metric(&out, "exist_hits", "counter", "Keys found by exist.", m.exist_hits);
+  Metric(&out, "get_replica_list_calls", "counter", "Get-replica-list calls (batches).",
+         m.get_replica_list_calls);
   Metric(&out, "get_replica_list_keys", "counter", "Keys asked by get-replica-list.",
          m.get_replica_list_keys);
   Metric(&out, "get_replica_list_hits", "counter", "Keys found by get-replica-list.",
          m.get_replica_list_hits);
+  Metric(&out, "put_start_calls", "counter", "Put-start calls (batches).", m.put_start_calls);
   Metric(&out, "put_start_keys", "counter", "Keys in put-start calls.", m.put_start_keys);
   Metric(&out, "put_start_ok", "counter", "Keys allocated by put-start.", m.put_start_ok);
   Metric(&out, "put_start_already_exists", "counter", "Put-start keys that already existed.",
          m.put_start_already_exists);
   Metric(&out, "put_start_no_space", "counter", "Put-start keys refused for lack of space.",
          m.put_start_no_space);
+  Metric(&out, "put_end_calls", "counter", "Put-end calls (batches).", m.put_end_calls);
   Metric(&out, "put_end_keys", "counter", "Keys in put-end calls.", m.put_end_keys);
+  Metric(&out, "put_revoke_calls", "counter", "Put-revoke calls (batches).", m.put_revoke_calls);
   Metric(&out, "put_revoke_keys", "counter", "Keys in put-revoke calls.", m.put_revoke_keys);
   Metric(&out, "remove_keys", "counter", "Keys in remove calls.", m.remove_keys);
   Metric(&out, "removed_objects", "counter", "Objects removed by remove, regex or remove-all.",
