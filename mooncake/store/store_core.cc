@@ -71,6 +71,9 @@ absl::Status FirstError(const std::vector<absl::Status>& results, size_t first, 
 
 StoreCore::StoreCore(StoreCoreOptions options)
     : options_(std::move(options)), segment_instance_(options_.segment.instance) {
+  if (options_.replica_cache_entries > 0) {
+    replica_cache_ = std::make_unique<ReplicaCache>(options_.replica_cache_entries);
+  }
   MC_CHECK(options_.master != nullptr && options_.data != nullptr && options_.clock != nullptr &&
            options_.timer != nullptr)
       << "StoreCore needs every seam";
@@ -198,19 +201,65 @@ void StoreCore::PerKeyCall(std::vector<std::string> keys, KeyRpc rpc, int (*to_r
 
 void StoreCore::BatchIsExist(std::vector<std::string> keys,
                              std::function<void(std::vector<int>)> done) {
-  PerKeyCall(
-      std::move(keys),
-      [](MasterClient& m, const std::vector<std::string>& valid) { return m.BatchExistKey(valid); },
-      [](ErrorCode c) {
-        if (c == ErrorCode::OK) return 1;
-        if (c == ErrorCode::OBJECT_NOT_FOUND) return 0;
-        return Code(c);
-      },
-      std::move(done));
+  if (replica_cache_ == nullptr) {
+    PerKeyCall(
+        std::move(keys),
+        [](MasterClient& m, const std::vector<std::string>& valid) {
+          return m.BatchExistKey(valid);
+        },
+        [](ErrorCode c) {
+          if (c == ErrorCode::OK) return 1;
+          if (c == ErrorCode::OBJECT_NOT_FOUND) return 0;
+          return Code(c);
+        },
+        std::move(done));
+    return;
+  }
+  // The replica lists instead of bare answers: the master leases what it finds either way, and
+  // the get that usually follows reads from the cached lists without asking again.
+  auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
+  auto valid = std::make_shared<std::vector<std::string>>();
+  auto index = std::make_shared<std::vector<size_t>>();
+  NonEmptyKeys(&keys, valid.get(), index.get());
+  if (valid->empty()) {
+    done(std::move(*out));
+    return;
+  }
+  const int64_t t0 = options_.clock->NowNanos();
+  CallMaster<absl::StatusOr<ReplicaListResult>>(
+      [valid](MasterClient& m) { return m.BatchGetReplicaList(*valid); },
+      [this, out, valid, index, t0,
+       done = std::move(done)](absl::StatusOr<ReplicaListResult> list) {
+        for (size_t j = 0; j < index->size(); ++j) {
+          int& result = (*out)[(*index)[j]];
+          if (!list.ok()) {
+            result = Code(list.status());
+            continue;
+          }
+          if (j >= list->objects.size()) {
+            result = Code(ErrorCode::RPC_FAIL);
+            continue;
+          }
+          ObjectReplicas& obj = list->objects[j];
+          if (obj.error == ErrorCode::OK) {
+            result = 1;
+            replica_cache_->Put((*valid)[j], std::move(obj), t0, list->lease_ttl);
+          } else if (obj.error == ErrorCode::OBJECT_NOT_FOUND ||
+                     obj.error == ErrorCode::REPLICA_IS_NOT_READY) {
+            result = 0;  // absent, or still being written: not readable yet
+          } else {
+            result = Code(obj.error);
+          }
+        }
+        done(std::move(*out));
+      });
 }
 
 void StoreCore::BatchRemove(std::vector<std::string> keys, bool force,
                             std::function<void(std::vector<int>)> done) {
+  if (replica_cache_ != nullptr) {
+    for (const std::string& k : keys) replica_cache_->Erase(k);
+  }
   PerKeyCall(
       std::move(keys),
       [force](MasterClient& m, const std::vector<std::string>& valid) {
@@ -220,6 +269,7 @@ void StoreCore::BatchRemove(std::vector<std::string> keys, bool force,
 }
 
 void StoreCore::RemoveByRegex(std::string regex, bool force, std::function<void(int64_t)> done) {
+  if (replica_cache_ != nullptr) replica_cache_->Clear();
   CallMaster<absl::StatusOr<uint64_t>>(
       [regex = std::move(regex), force](MasterClient& m) { return m.RemoveByRegex(regex, force); },
       [done = std::move(done)](absl::StatusOr<uint64_t> r) {
@@ -228,6 +278,7 @@ void StoreCore::RemoveByRegex(std::string regex, bool force, std::function<void(
 }
 
 void StoreCore::RemoveAll(bool force, std::function<void(int64_t)> done) {
+  if (replica_cache_ != nullptr) replica_cache_->Clear();
   CallMaster<absl::StatusOr<uint64_t>>([force](MasterClient& m) { return m.RemoveAll(force); },
                                        [done = std::move(done)](absl::StatusOr<uint64_t> r) {
                                          done(r.ok() ? static_cast<int64_t>(*r) : Code(r.status()));
@@ -515,95 +566,137 @@ void StoreCore::PutAwaitOthers(std::shared_ptr<PutOp> op) {
 // ---------------------------------------------------------------------------------------------
 // Get
 
+struct StoreCore::GetOp {
+  std::vector<int64_t> out;
+  std::vector<std::vector<BufferRef>> buffers;
+  std::function<void(std::vector<int64_t>)> done;
+  // Per non-empty key: its position in `out`, the key, its replica list, and the lease that
+  // list carries (from no later than lease_start, for lease_ns).
+  std::vector<size_t> index;
+  std::vector<std::string> keys;
+  std::vector<ObjectReplicas> objects;
+  std::vector<int64_t> lease_start;
+  std::vector<int64_t> lease_ns;
+};
+
 void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<BufferRef>> buffers,
                          std::function<void(std::vector<int64_t>)> done) {
   if (keys.size() != buffers.size()) {
     done(std::vector<int64_t>(keys.size(), Code(ErrorCode::INVALID_PARAMS)));
     return;
   }
-  auto out = std::make_shared<std::vector<int64_t>>(keys.size(), 0);
-  auto query = std::make_shared<std::vector<std::string>>();
-  auto index = std::make_shared<std::vector<size_t>>();
+  auto op = std::make_shared<GetOp>();
+  op->out.assign(keys.size(), 0);
+  op->buffers = std::move(buffers);
+  op->done = std::move(done);
+  const int64_t now = options_.clock->NowNanos();
+  auto misses = std::make_shared<std::vector<std::string>>();
+  auto miss_index = std::make_shared<std::vector<size_t>>();
   for (size_t i = 0; i < keys.size(); ++i) {
     if (keys[i].empty()) {
-      (*out)[i] = Code(ErrorCode::INVALID_KEY);
-    } else {
-      query->push_back(std::move(keys[i]));
-      index->push_back(i);
+      op->out[i] = Code(ErrorCode::INVALID_KEY);
+      continue;
     }
+    op->index.push_back(i);
+    op->keys.push_back(keys[i]);
+    op->objects.emplace_back();
+    op->lease_start.push_back(now);
+    op->lease_ns.push_back(0);
+    // A list the exist call just brought back serves this read (replica_cache.h).
+    if (replica_cache_ != nullptr) {
+      if (std::optional<ReplicaCache::Entry> e = replica_cache_->Take(keys[i], now)) {
+        op->objects.back() = std::move(e->replicas);
+        op->lease_start.back() = e->lease_start_ns;
+        op->lease_ns.back() = e->lease_ns;
+        continue;
+      }
+    }
+    miss_index->push_back(op->keys.size() - 1);
+    misses->push_back(std::move(keys[i]));
   }
-  if (query->empty()) {
-    done(std::move(*out));
+  if (op->keys.empty()) {
+    op->done(std::move(op->out));
+    return;
+  }
+  if (misses->empty()) {
+    GetRead(std::move(op));
     return;
   }
   // The lease is counted from before the request left: never later than the master's grant.
-  const int64_t t0 = options_.clock->NowNanos();
   CallMaster<absl::StatusOr<ReplicaListResult>>(
-      [query](MasterClient& m) { return m.BatchGetReplicaList(*query); },
-      [this, out, index, query, t0, buffers = std::move(buffers),
-       done = std::move(done)](absl::StatusOr<ReplicaListResult> list) mutable {
-        if (!list.ok()) {
-          for (size_t i : *index) (*out)[i] = Code(list.status());
-          done(std::move(*out));
-          return;
+      [misses](MasterClient& m) { return m.BatchGetReplicaList(*misses); },
+      [this, op, miss_index](absl::StatusOr<ReplicaListResult> list) {
+        for (size_t j = 0; j < miss_index->size(); ++j) {
+          ObjectReplicas& obj = op->objects[(*miss_index)[j]];
+          if (!list.ok()) {
+            obj.error = ToErrorCode(list.status());
+          } else if (j < list->objects.size()) {
+            obj = std::move(list->objects[j]);
+            op->lease_ns[(*miss_index)[j]] = absl::ToInt64Nanoseconds(list->lease_ttl);
+          } else {
+            obj.error = ErrorCode::RPC_FAIL;  // the master answered fewer keys than asked
+          }
         }
-        std::vector<DataRequest> reqs;
-        auto reading = std::make_shared<std::vector<size_t>>();
-        auto ranges = std::make_shared<std::vector<std::pair<size_t, size_t>>>();
-        for (size_t j = 0; j < index->size(); ++j) {
-          const ObjectReplicas& obj = list->objects[j];
-          const size_t i = (*index)[j];
-          if (obj.error != ErrorCode::OK) {
-            (*out)[i] = Code(obj.error);
-            continue;
+        GetRead(op);
+      });
+}
+
+void StoreCore::GetRead(std::shared_ptr<GetOp> op) {
+  std::vector<DataRequest> reqs;
+  auto reading = std::make_shared<std::vector<size_t>>();  // positions in op->keys
+  auto ranges = std::make_shared<std::vector<std::pair<size_t, size_t>>>();
+  for (size_t j = 0; j < op->keys.size(); ++j) {
+    const ObjectReplicas& obj = op->objects[j];
+    const size_t i = op->index[j];
+    if (obj.error != ErrorCode::OK) {
+      op->out[i] = Code(obj.error);
+      continue;
+    }
+    if (obj.replicas.empty()) {
+      op->out[i] = Code(ErrorCode::INVALID_REPLICA);
+      continue;
+    }
+    if (TotalSize(op->buffers[i]) < obj.size) {
+      op->out[i] = Code(ErrorCode::INVALID_PARAMS);  // the buffer cannot hold the object
+      continue;
+    }
+    // Closest replica: own segment, then same host, then the network; a memory replica before
+    // the disk copy (docs/ssd_tier.md).
+    const ReplicaDesc* best = &obj.replicas[0];
+    int best_rank = 99;
+    for (const ReplicaDesc& r : obj.replicas) {
+      const int rank = options_.data->Closeness(r.segment_name) + (r.disk ? 10 : 0);
+      if (rank < best_rank) {
+        best_rank = rank;
+        best = &r;
+      }
+    }
+    reading->push_back(j);
+    const size_t first = reqs.size();
+    AddScatterRequests(false, op->buffers[i], *best, obj.size, &reqs, &op->keys[j]);
+    ranges->emplace_back(first, reqs.size());
+    op->out[i] = static_cast<int64_t>(obj.size);
+  }
+  if (reading->empty()) {
+    op->done(std::move(op->out));
+    return;
+  }
+  options_.data->Transfer(
+      std::move(reqs), [this, op, reading, ranges](std::vector<absl::Status> results) {
+        // The object may have been evicted and its space reused after the lease ended: bytes
+        // that arrived later are not trusted.
+        const int64_t now = options_.clock->NowNanos();
+        for (size_t k = 0; k < reading->size(); ++k) {
+          const size_t j = (*reading)[k];
+          const size_t i = op->index[j];
+          absl::Status s = FirstError(results, (*ranges)[k].first, (*ranges)[k].second);
+          if (!s.ok()) {
+            op->out[i] = Code(s);
+          } else if (now - op->lease_start[j] > op->lease_ns[j]) {
+            op->out[i] = Code(ErrorCode::LEASE_EXPIRED);
           }
-          if (obj.replicas.empty()) {
-            (*out)[i] = Code(ErrorCode::INVALID_REPLICA);
-            continue;
-          }
-          if (TotalSize(buffers[i]) < obj.size) {
-            (*out)[i] = Code(ErrorCode::INVALID_PARAMS);  // the buffer cannot hold the object
-            continue;
-          }
-          // Closest replica: own segment, then same host, then the network; a memory replica
-          // before the disk copy (docs/ssd_tier.md).
-          const ReplicaDesc* best = &obj.replicas[0];
-          int best_rank = 99;
-          for (const ReplicaDesc& r : obj.replicas) {
-            const int rank = options_.data->Closeness(r.segment_name) + (r.disk ? 10 : 0);
-            if (rank < best_rank) {
-              best_rank = rank;
-              best = &r;
-            }
-          }
-          reading->push_back(i);
-          const size_t first = reqs.size();
-          AddScatterRequests(false, buffers[i], *best, obj.size, &reqs, &(*query)[j]);
-          ranges->emplace_back(first, reqs.size());
-          (*out)[i] = static_cast<int64_t>(obj.size);
         }
-        if (reading->empty()) {
-          done(std::move(*out));
-          return;
-        }
-        const int64_t lease_ns = absl::ToInt64Nanoseconds(list->lease_ttl);
-        options_.data->Transfer(
-            std::move(reqs), [this, out, reading, ranges, t0, lease_ns,
-                              done = std::move(done)](std::vector<absl::Status> results) {
-              // The object may have been evicted and its space reused after the lease ended:
-              // bytes that arrived later are not trusted.
-              const bool lease_expired = options_.clock->NowNanos() - t0 > lease_ns;
-              for (size_t k = 0; k < reading->size(); ++k) {
-                const size_t i = (*reading)[k];
-                absl::Status s = FirstError(results, (*ranges)[k].first, (*ranges)[k].second);
-                if (!s.ok()) {
-                  (*out)[i] = Code(s);
-                } else if (lease_expired) {
-                  (*out)[i] = Code(ErrorCode::LEASE_EXPIRED);
-                }
-              }
-              done(std::move(*out));
-            });
+        op->done(std::move(op->out));
       });
 }
 

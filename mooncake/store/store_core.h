@@ -18,10 +18,13 @@
 // whose writes may still land (IsUnsettledWrite) is revoked into quarantine, so its space is not
 // handed to another object meanwhile.
 // Get: replica list (which leases the object), read the closest replica, and LEASE_EXPIRED if the
-// lease ran out before the bytes arrived (the space may have been reused by then).
+// lease ran out before the bytes arrived (the space may have been reused by then). The list comes
+// from the exist call just before when there was one (ReplicaCache): one master round trip for
+// SGLang's exist-then-get instead of two.
 //
 // Thread-safety: operations may be started from several threads if the seams are thread-safe;
-// the core keeps no mutable state outside each operation except the mounted flag.
+// the core keeps no mutable state outside each operation except the mounted flag and the
+// (thread-safe) replica cache.
 #ifndef MOONCAKE_STORE_STORE_CORE_H_
 #define MOONCAKE_STORE_STORE_CORE_H_
 
@@ -39,6 +42,7 @@
 #include "mooncake/master/master_types.h"
 #include "mooncake/store/data_path.h"
 #include "mooncake/store/master_channel.h"
+#include "mooncake/store/replica_cache.h"
 
 namespace mooncake {
 
@@ -61,6 +65,9 @@ struct StoreCoreOptions {
   // How long a put waits for another writer of the same key, and how often it looks.
   absl::Duration put_wait_timeout = absl::Seconds(5);
   absl::Duration put_wait_interval = absl::Milliseconds(2);
+  // Exist calls keep the replica lists they brought back for this many keys, so a get of keys
+  // just found asks the master nothing (replica_cache.h); 0: exist asks only whether they exist.
+  size_t replica_cache_entries = 16384;
 };
 
 class StoreCore {
@@ -126,6 +133,8 @@ class StoreCore {
   // Waits for keys another writer holds, then retries them.
   void PutAwaitOthers(std::shared_ptr<PutOp> op);
   void PutMaybeDone(std::shared_ptr<PutOp> op);
+  // Reads every key of a get whose replica list is known.
+  void GetRead(std::shared_ptr<GetOp> op);
   // Revoke gives up our puts of `keys` (by put id); `quarantine` keeps their space reserved.
   void Revoke(std::vector<std::string> keys, std::vector<uint64_t> put_ids, bool quarantine);
   // NextPutId is a fresh nonzero id, unique to this client in practice.
@@ -137,6 +146,7 @@ class StoreCore {
   std::atomic<bool> mounted_{false};
   std::atomic<uint64_t> mount_epoch_{0};
   std::atomic<uint64_t> put_counter_{0};
+  std::unique_ptr<ReplicaCache> replica_cache_;  // null when disabled
 };
 
 }  // namespace mooncake

@@ -112,5 +112,65 @@ TEST_F(StoreCoreTest, RemountFencesInboundWritesFirst) {
   EXPECT_EQ(core->segment().instance, 101u) << "remounted under the old instance";
 }
 
+// SGLang's prefetch, exist then get: the get reads from the lists the exist brought back and asks
+// the master nothing; a later get, one after half the lease, or one after this process removed
+// the key asks again.
+TEST_F(StoreCoreTest, GetAfterExistReadsTheListedReplicas) {
+  FailingDataPath data(absl::OkStatus());  // every transfer succeeds
+  auto core = Core(&data);
+  ASSERT_EQ(Put(core.get(), "k"), 0);
+  auto lists = [&] { return master_.GetMetrics().get_replica_list_calls; };
+  auto exists = [&] {
+    int rc = -1;
+    core->BatchIsExist({"k", "missing"}, [&](std::vector<int> r) {
+      EXPECT_EQ(r[1], 0);
+      rc = r[0];
+    });
+    return rc;
+  };
+  auto get = [&] {
+    int64_t rc = 0;
+    core->BatchGet({"k"}, {{{buf_.data(), kObject}}}, [&](std::vector<int64_t> r) { rc = r[0]; });
+    return rc;
+  };
+  const uint64_t calls0 = lists();
+  EXPECT_EQ(exists(), 1);
+  EXPECT_EQ(lists(), calls0 + 1);  // the exist itself
+  EXPECT_EQ(master_.GetMetrics().exist_calls, 0u);
+  EXPECT_EQ(get(), static_cast<int64_t>(kObject));
+  EXPECT_EQ(lists(), calls0 + 1) << "the get asked the master again";
+  EXPECT_EQ(get(), static_cast<int64_t>(kObject));
+  EXPECT_EQ(lists(), calls0 + 2);  // a list serves one read
+
+  EXPECT_EQ(exists(), 1);
+  clock_.Advance(absl::Seconds(6));  // past half of the default 10 s lease
+  EXPECT_EQ(get(), static_cast<int64_t>(kObject));
+  EXPECT_EQ(lists(), calls0 + 4);
+
+  EXPECT_EQ(exists(), 1);
+  int removed = 1;
+  core->BatchRemove({"k"}, /*force=*/true, [&](std::vector<int> r) { removed = r[0]; });
+  EXPECT_EQ(removed, 0);
+  EXPECT_EQ(get(), static_cast<int64_t>(ErrorCode::OBJECT_NOT_FOUND));
+}
+
+TEST_F(StoreCoreTest, ExistWithoutTheCacheAsksOnlyWhetherKeysExist) {
+  FailingDataPath data(absl::OkStatus());
+  StoreCoreOptions o;
+  o.client_id = {1, 2};
+  o.master = &channel_;
+  o.data = &data;
+  o.clock = &clock_;
+  o.timer = [](absl::Duration, std::function<void()> fn) { fn(); };
+  o.replica_cache_entries = 0;
+  StoreCore core(std::move(o));
+  ASSERT_EQ(Put(&core, "k"), 0);
+  std::vector<int> rc;
+  core.BatchIsExist({"k", "", "nope"}, [&](std::vector<int> r) { rc = r; });
+  EXPECT_EQ(rc, (std::vector<int>{1, static_cast<int>(ErrorCode::INVALID_KEY), 0}));
+  EXPECT_EQ(master_.GetMetrics().exist_calls, 1u);
+  EXPECT_EQ(master_.GetMetrics().get_replica_list_calls, 0u);
+}
+
 }  // namespace
 }  // namespace mooncake

@@ -141,6 +141,7 @@ absl::StatusOr<std::unique_ptr<SimEngine>> SimEngines::Create(const std::string&
   if (options_.max_mr_chunk > 0) rdma.max_mr_chunk = options_.max_mr_chunk;
   o.rdma = std::move(rdma);
   o.allow_shm = false;
+  o.allow_local_memcpy = options_.allow_local_memcpy;
   o.allow_tcp = false;
   o.serve_tcp = false;
   o.copy_threads = 1;

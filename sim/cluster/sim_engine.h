@@ -46,6 +46,9 @@ struct SimEngineOptions {
   absl::Duration transfer_timeout = absl::Seconds(30);
   absl::Duration connect_timeout = absl::Seconds(3);
   uint64_t max_mr_chunk = 0;  // RdmaOptions::max_mr_chunk for every engine
+  // false: an engine's requests to its own memory go through its NIC (loopback) instead of
+  // memcpy, so a benchmark without payload copies touches no memory (and charges them to the NIC).
+  bool allow_local_memcpy = true;
 };
 
 // SimMetadataDirectory is the metadata service of a simulated world: a plain key/value map.

@@ -1,10 +1,87 @@
 #include "sim/cluster/sim_master_rpc.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/master/local_master_client.h"
 
 namespace sim {
+namespace {
+
+// KeyCounter passes every call through to the master and counts the keys of batch calls (the
+// modelled service time depends on them).
+class KeyCounter final : public mooncake::MasterClient {
+ public:
+  explicit KeyCounter(mooncake::MasterClient* inner) : inner_(inner) {}
+  size_t keys() const { return keys_; }
+
+  absl::StatusOr<std::vector<mooncake::ErrorCode>> BatchExistKey(
+      absl::Span<const std::string> keys) override {
+    keys_ += keys.size();
+    return inner_->BatchExistKey(keys);
+  }
+  absl::StatusOr<mooncake::ReplicaListResult> BatchGetReplicaList(
+      absl::Span<const std::string> keys) override {
+    keys_ += keys.size();
+    return inner_->BatchGetReplicaList(keys);
+  }
+  absl::StatusOr<std::vector<mooncake::ObjectReplicas>> BatchPutStart(
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> sizes,
+      const mooncake::ReplicateConfig& config, absl::Span<const uint64_t> put_ids) override {
+    keys_ += keys.size();
+    return inner_->BatchPutStart(keys, sizes, config, put_ids);
+  }
+  absl::StatusOr<std::vector<mooncake::ErrorCode>> BatchPutEnd(
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids) override {
+    keys_ += keys.size();
+    return inner_->BatchPutEnd(keys, put_ids);
+  }
+  absl::StatusOr<std::vector<mooncake::ErrorCode>> BatchPutRevoke(
+      absl::Span<const std::string> keys, absl::Span<const uint64_t> put_ids,
+      bool quarantine) override {
+    keys_ += keys.size();
+    return inner_->BatchPutRevoke(keys, put_ids, quarantine);
+  }
+  absl::StatusOr<std::vector<mooncake::ErrorCode>> BatchRemove(absl::Span<const std::string> keys,
+                                                               bool force) override {
+    keys_ += keys.size();
+    return inner_->BatchRemove(keys, force);
+  }
+  absl::StatusOr<uint64_t> RemoveByRegex(const std::string& regex, bool force) override {
+    return inner_->RemoveByRegex(regex, force);
+  }
+  absl::StatusOr<uint64_t> RemoveAll(bool force) override { return inner_->RemoveAll(force); }
+  absl::Status MountSegment(const mooncake::ClientId& client,
+                            const mooncake::SegmentDesc& segment) override {
+    return inner_->MountSegment(client, segment);
+  }
+  absl::Status RemountSegment(const mooncake::ClientId& client,
+                              absl::Span<const mooncake::SegmentDesc> segments) override {
+    return inner_->RemountSegment(client, segments);
+  }
+  absl::Status UnmountSegment(const mooncake::ClientId& client, const std::string& name,
+                              uint64_t base) override {
+    return inner_->UnmountSegment(client, name, base);
+  }
+  absl::StatusOr<mooncake::HeartbeatResult> Heartbeat(const mooncake::ClientId& client) override {
+    return inner_->Heartbeat(client);
+  }
+  absl::StatusOr<std::vector<mooncake::SegmentStatus>> ListSegments() override {
+    return inner_->ListSegments();
+  }
+  absl::StatusOr<mooncake::OffloadSyncResult> OffloadSync(
+      const mooncake::ClientId& client, const mooncake::OffloadSyncRequest& request) override {
+    return inner_->OffloadSync(client, request);
+  }
+
+ private:
+  mooncake::MasterClient* const inner_;
+  size_t keys_ = 0;
+};
+
+}  // namespace
 
 // The leader's journal: records queue up until Ship sends them.
 class SimMaster::Journal final : public mooncake::ha::ProtoJournal {
@@ -139,6 +216,33 @@ bool SimMaster::Delivers(HostId host) {
   return true;
 }
 
+SimTime SimMaster::Serve(const std::function<void(mooncake::MasterClient&)>& rpc, size_t* keys) {
+  mooncake::LocalMasterClient local(service_.get());
+  KeyCounter counted(&local);
+  const auto wall0 = std::chrono::steady_clock::now();
+  rpc(counted);
+  load_.wall_ns += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - wall0)
+          .count());
+  ++load_.calls;
+  load_.keys += counted.keys();
+  if (counted.keys() > 0) ++load_.batch_calls;
+  *keys = counted.keys();
+  if (options_.service_threads <= 0) return 0;
+  if (worker_free_.size() != static_cast<size_t>(options_.service_threads)) {
+    worker_free_.assign(options_.service_threads, 0);
+  }
+  const SimTime now = sim_->Now();
+  auto worker = std::min_element(worker_free_.begin(), worker_free_.end());
+  const SimTime start = std::max(now, *worker);
+  const SimTime cost =
+      options_.service_per_call + options_.service_per_key * static_cast<SimTime>(counted.keys());
+  *worker = start + cost;
+  load_.busy += cost;
+  load_.queued += start - now;
+  return *worker - now;
+}
+
 SimTime SimMaster::OneWay() {
   SimTime jitter =
       options_.jitter > 0
@@ -153,6 +257,8 @@ struct CallState {
   std::function<void(absl::Status)> reply;
   bool replied = false;
   EventId timeout;
+  SimTime sent = 0;
+  size_t keys = 0;
 };
 }  // namespace
 
@@ -162,6 +268,7 @@ void SimMasterRpc::Call(std::function<void(mooncake::MasterClient&)> rpc,
   auto call = std::make_shared<CallState>();
   call->rpc = std::move(rpc);
   call->reply = std::move(reply);
+  call->sent = sim->Now();
   std::weak_ptr<bool> alive = alive_;
   call->timeout = sim->Schedule(master_->options().rpc_timeout, "rpc.timeout", [call, alive] {
     if (alive.expired() || call->replied) return;
@@ -174,15 +281,15 @@ void SimMasterRpc::Call(std::function<void(mooncake::MasterClient&)> rpc,
   sim->Schedule(master->OneWay(), "rpc.request", [master, host, call, alive] {
     // The request arrives: lost if the master is down or the host got cut off meanwhile.
     if (!master->up() || master->partitioned(host)) return;
-    mooncake::LocalMasterClient client(master->service());
-    call->rpc(client);
+    const SimTime served = master->Serve(call->rpc, &call->keys);
     // With HA the answer leaves only once the change is on the standby (MasterGate::Settle).
-    master->WhenDurable([master, host, call, alive] {
+    master->WhenDurable([master, host, call, alive, served] {
       if (!master->Delivers(host)) return;  // the answer is lost
-      master->sim()->Schedule(master->OneWay(), "rpc.answer", [master, host, call, alive] {
+      master->sim()->Schedule(served + master->OneWay(), "rpc.answer", [master, host, call, alive] {
         if (alive.expired() || call->replied || master->partitioned(host)) return;
         call->replied = true;
         master->sim()->Cancel(call->timeout);
+        if (call->keys > 0) master->AddWaited(master->sim()->Now() - call->sent);
         call->reply(absl::OkStatus());
       });
     });

@@ -49,6 +49,25 @@ struct SimMasterOptions {
   SimTime failover_delay = 20 * kMillisecond;
   // Planted bug: answer before the standby confirmed (a failover then loses acknowledged puts).
   bool plant_ack_before_replicating = false;
+  // The master's service time, modelled: a request runs on the MasterService when it arrives,
+  // then holds one of `service_threads` workers for service_per_call + service_per_key * keys
+  // before its answer leaves; requests queue for a free worker in arrival order. 0 threads: the
+  // answer leaves at once.
+  int service_threads = 0;
+  SimTime service_per_call = 0;
+  SimTime service_per_key = 0;
+};
+
+// MasterLoad is what the master did: calls and keys, the wall time spent inside the real
+// MasterService, and the modelled busy and queueing time.
+struct MasterLoad {
+  uint64_t calls = 0;
+  uint64_t batch_calls = 0;  // calls with keys
+  uint64_t keys = 0;  // keys in batch calls (exist, replica list, put start/end/revoke, remove)
+  uint64_t wall_ns = 0;
+  SimTime busy = 0;    // modelled service time, summed over calls
+  SimTime queued = 0;  // time requests waited for a free worker, summed
+  SimTime waited = 0;  // batch calls' round trips as their clients saw them (sent to answer)
 };
 
 class SimMaster {
@@ -92,6 +111,11 @@ class SimMaster {
 
   // Delivers reports whether a message to or from `host` leaves now and gets there (draws loss).
   bool Delivers(HostId host);
+  // Serve runs `rpc` on the service now (it must be up) and returns when its answer may leave:
+  // after the modelled queueing and service time. `keys` gets the call's key count.
+  SimTime Serve(const std::function<void(mooncake::MasterClient&)>& rpc, size_t* keys);
+  const MasterLoad& load() const { return load_; }
+  void AddWaited(SimTime round_trip) { load_.waited += round_trip; }
   // OneWay is a message's latency now.
   SimTime OneWay();
 
@@ -124,6 +148,8 @@ class SimMaster {
   uint64_t failovers_ = 0;
   SimTime last_takeover_ = -1;
   std::string replication_error_;
+  std::vector<SimTime> worker_free_;  // per modelled worker: when it is free
+  MasterLoad load_;
 };
 
 class SimMasterRpc final : public mooncake::MasterChannel {

@@ -40,7 +40,8 @@ namespace {
 WorldOptions MakeWorldOptions(const StoreClusterOptions& o) {
   WorldOptions w;
   w.seed = o.seed;
-  w.verbs.copy_data = true;
+  w.network = o.network;
+  w.verbs.copy_data = o.copy_data;
   w.verbs.reuse_keys_after_restart = o.reuse_addresses;
   w.verbs.local_port_down = o.local_port_down;
   return w;

@@ -50,6 +50,10 @@ struct StoreClusterOptions {
   bool reuse_addresses = false;
   // How QPs fail when their own NIC is down (SimVerbsOptions::LocalPortDown).
   SimVerbsOptions::LocalPortDown local_port_down = SimVerbsOptions::LocalPortDown::kPacketsLost;
+  // false: the NICs move no payload bytes (timing only; client memory stays untouched address
+  // space), for throughput benchmarks at sizes no machine could hold.
+  bool copy_data = true;
+  NetworkOptions network;
 };
 
 class StoreCluster {

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
+#include "sim/cluster/key_bytes.h"
 #include "sim/cluster/store_cluster.h"
 
 namespace sim {
@@ -25,35 +26,9 @@ using mooncake::ErrorCode;
 
 constexpr int kMaxPages = 128;  // SGLang reads and writes at most 128 pages per batch
 
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-uint64_t KeySeed(const std::string& key) { return Simulator::HashLabel(key); }
-
-// The bytes of a key: a function of the key alone, so every writer writes the same object. Word i
-// is the key's hash xor a multiple of i: another key's bytes, zeros, or a shifted copy all differ.
-uint64_t Word(uint64_t seed, uint64_t i) { return seed ^ (i * 0x9e3779b97f4a7c15ULL); }
-
-void Fill(const std::string& key, char* dst, uint64_t size) {
-  const uint64_t seed = Mix(KeySeed(key));
-  for (uint64_t i = 0; i < size / 8; ++i) {
-    const uint64_t w = Word(seed, i);
-    std::memcpy(dst + i * 8, &w, 8);
-  }
-}
-
-// Returns the first differing byte offset, or -1 if `src` holds the key's bytes.
+void Fill(const std::string& key, char* dst, uint64_t size) { FillKeyBytes(key, dst, size); }
 int64_t Verify(const std::string& key, const char* src, uint64_t size) {
-  const uint64_t seed = Mix(KeySeed(key));
-  for (uint64_t i = 0; i < size / 8; ++i) {
-    const uint64_t w = Word(seed, i);
-    if (std::memcmp(src + i * 8, &w, 8) != 0) return static_cast<int64_t>(i * 8);
-  }
-  return -1;
+  return VerifyKeyBytes(key, src, size);
 }
 
 bool KnownError(int64_t code) {
@@ -403,9 +378,12 @@ void Vopr::Request(int client, int loop) {
         bufs.push_back({{buffer + i * size, size}});
       }
       const uint64_t gid = Begin(client, "get");
+      // The get reads from the replica lists the exist call brought back when they are still
+      // fresh (ReplicaCache): its lease may be the exist's, so it counts from the exist's start.
+      const SimTime leased_from = start;
       c.core->BatchGet(
           *get_keys, std::move(bufs),
-          [this, gid, client, loop, get_keys, buffer, size](std::vector<int64_t> got) {
+          [this, gid, client, loop, get_keys, buffer, size, leased_from](std::vector<int64_t> got) {
             SimTime start;
             if (!End(gid, &start)) return;
             for (size_t i = 0; i < got.size(); ++i) {
@@ -425,7 +403,7 @@ void Vopr::Request(int client, int loop) {
                   return;
                 }
                 ++result_.keys_read;
-                RecordLease(k, start);
+                RecordLease(k, leased_from);
               } else if (got[i] == static_cast<int64_t>(ErrorCode::OBJECT_NOT_FOUND)) {
                 CheckNotLost(key, k, start, "get");
               } else {
