@@ -3,6 +3,7 @@
 // `mooncake.engine` (one shared object, so a store and a TransferEngine can share one engine).
 #include <string>
 
+#include "mooncake/common/mutex_mode.h"
 #include "pybind11/pybind11.h"
 #include "pybind11/stl.h"
 #include "sglang_backend/py_engine.h"
@@ -11,6 +12,7 @@
 namespace py = pybind11;
 
 PYBIND11_MODULE(store, m) {
+  mooncake::UseProductionMutexMode();
   m.doc() = "Mooncake-compatible distributed KV-cache store client (mooncake-cpp).";
   mooncake::binding::BindStore(m);
   py::module_ engine = m.def_submodule("engine", "Mooncake-compatible transfer engine.");

@@ -77,6 +77,7 @@ def mooncake_wheels(tags):
             linkshared = True,
             deps = [
                 ":bindings_" + tag,
+                "//mooncake/common:mutex_mode",
                 "//third_party:pybind11",
                 python,
             ],

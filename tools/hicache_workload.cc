@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/store/store_client.h"
 
 ABSL_FLAG(std::string, master, "127.0.0.1:50051", "mooncake_master address");
@@ -221,6 +222,7 @@ int Run() {
 }  // namespace mooncake
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::ParseCommandLine(argc, argv);
   return mooncake::Run();
 }

@@ -154,8 +154,7 @@ TEST_P(MasterClientContractTest, PutReadRemoveRoundTrip) {
   ASSERT_EQ(segments->size(), 1u);
   EXPECT_EQ((*segments)[0].segment, (SegmentDesc{"127.0.0.1:17000", kBase, 64 * kMiB, 0x5eed}));
   EXPECT_EQ((*segments)[0].owner, kClient);
-  // a and b were force-removed while leased: their space stays reserved until the leases end.
-  EXPECT_EQ((*segments)[0].allocated, 3 * kMiB);
+  EXPECT_EQ((*segments)[0].allocated, 0u);
 
   EXPECT_TRUE(m.UnmountSegment(kClient, "127.0.0.1:17000", kBase).ok());
   EXPECT_TRUE(m.ListSegments()->empty());

@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/master/grpc_master_client.h"
 #include "mooncake/master/ha/proto_journal.h"
 #include "mooncake/master/ha/standby_state.h"
@@ -263,6 +264,7 @@ void StandbyMemory(int objects) {
 }  // namespace mooncake
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::ParseCommandLine(argc, argv);
   mooncake::SetMinLogLevel(mooncake::LogLevel::WARNING);
   const int objects = absl::GetFlag(FLAGS_objects);

@@ -77,8 +77,7 @@ class MasterJournal {
   // The put `put_id` of `key` completed.
   virtual void ObjectCompleted(absl::string_view key, uint64_t put_id) = 0;
   // The object (put `put_id` of `key`) is gone. Its space is free if `reserve_ns` is 0, or stays
-  // reserved for `reserve_ns` more (a discarded put whose writer may still be writing, or a
-  // removed object whose read lease runs that much longer).
+  // reserved for `reserve_ns` more (a discarded put whose writer may still be writing).
   virtual void ObjectDropped(absl::string_view key, uint64_t put_id, int64_t reserve_ns) = 0;
   virtual void SegmentMounted(uint32_t segment_id, const ClientId& owner,
                               const SegmentDesc& desc) = 0;

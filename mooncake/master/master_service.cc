@@ -103,43 +103,17 @@ void MasterService::DiscardRecord(ObjectRecord* record, int64_t now) {
     options_.journal->ObjectDropped(record->key(), record->put_id,
                                     std::max<int64_t>(0, release_ns - now));
   }
-  if (release_ns <= now) {
-    FreeRecordReplicas(*record);
-  } else {
-    Quarantine(*record, release_ns);
-  }
-}
-
-void MasterService::Quarantine(const ObjectRecord& record, int64_t release_ns) {
-  const uint64_t aligned = SegmentAllocator::AlignedSize(record.size);
-  for (int i = 0; i < record.num_replicas; ++i) {
-    if (segments_.find(record.segment(i)) == segments_.end()) continue;
-    discarded_.push_back(
-        DiscardedBlock{record.segment(i), record.address(i), record.size, release_ns});
-    discarded_bytes_ += aligned;
-  }
-}
-
-void MasterService::RemoveAndDelete(std::vector<ObjectRecord*>* records, int64_t now) {
-  if (records->empty()) return;
-  {
-    absl::MutexLock lock(&seg_mu_);
-    for (ObjectRecord* r : *records) {
-      QueueDiskDrop(*r);
-      const int64_t release_ns = r->lease_expiry_ns;
-      if (options_.journal != nullptr) {
-        options_.journal->ObjectDropped(r->key(), r->put_id,
-                                        std::max<int64_t>(0, release_ns - now));
-      }
-      if (release_ns <= now) {
-        FreeRecordReplicas(*r);
-      } else {
-        Quarantine(*r, release_ns);
-      }
+  const uint64_t aligned = SegmentAllocator::AlignedSize(record->size);
+  for (int i = 0; i < record->num_replicas; ++i) {
+    if (segments_.find(record->segment(i)) == segments_.end()) continue;
+    if (release_ns <= now) {
+      FreeReplica(record->segment(i), record->address(i), record->size);
+    } else {
+      discarded_.push_back(
+          DiscardedBlock{record->segment(i), record->address(i), record->size, release_ns});
+      discarded_bytes_ += aligned;
     }
   }
-  for (ObjectRecord* r : *records) ObjectRecord::Delete(r);
-  records->clear();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +453,7 @@ absl::StatusOr<std::vector<ErrorCode>> MasterService::BatchRemove(
     shard.objects.erase(it);
     victims.push_back(r);
     NotifyDropped(victims, ObjectDropReason::kRemoved);
-    RemoveAndDelete(&victims, now);
+    FreeAndDelete(&victims);
     ++removed;
     return ErrorCode::OK;
   });
@@ -510,7 +484,7 @@ uint64_t MasterService::RemoveMatching(const RE2* regex, bool force) {
     }
     removed += victims.size();
     NotifyDropped(victims, ObjectDropReason::kRemoved);
-    RemoveAndDelete(&victims, now);
+    FreeAndDelete(&victims);
   }
   Add(counters_->removed_objects, removed);
   return removed;

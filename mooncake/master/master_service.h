@@ -341,14 +341,6 @@ class MasterService {
   // Reserves the space of a discarded PROCESSING record until its release time (or frees it if that
   // has passed). The record is already out of its shard; the caller deletes it.
   void DiscardRecord(ObjectRecord* record, int64_t now) ABSL_LOCKS_EXCLUDED(seg_mu_);
-  // RemoveAndDelete frees removed objects; one still leased keeps its space until the lease ends,
-  // so a reader holding its replica list (mid-read, or from its exist call) reads the removed
-  // object's bytes and never those of a later object in the same space.
-  void RemoveAndDelete(std::vector<ObjectRecord*>* records, int64_t now)
-      ABSL_LOCKS_EXCLUDED(seg_mu_);
-  // Quarantine keeps the record's replicas allocated until release_ns (then Tick frees them).
-  void Quarantine(const ObjectRecord& record, int64_t release_ns)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(seg_mu_);
   // Removes COMPLETE objects matching `regex` (all if null), leased ones only if `force`.
   uint64_t RemoveMatching(const re2::RE2* regex, bool force);
 

@@ -380,35 +380,8 @@ TEST_F(MasterServiceTest, ExistAndGetGrantLeasesThatBlockRemoveUntilExpiry) {
   EXPECT_EQ(Remove("b"), ErrorCode::OK);
   EXPECT_EQ(Remove("a", /*force=*/true), ErrorCode::OK);
   EXPECT_EQ(master_->GetMetrics().objects, 0u);
-  // a was still leased: its space stays reserved until the lease ends, so a reader holding its
-  // replica list never reads another object written there meanwhile.
-  EXPECT_GT(master_->GetMetrics().discarded_bytes, 0u);
-  EXPECT_EQ(master_->GetMetrics().allocated_bytes, master_->GetMetrics().discarded_bytes);
-  ExpectInvariants();
-  clock_.Advance(absl::Seconds(10));
-  master_->Tick();
   EXPECT_EQ(master_->GetMetrics().allocated_bytes, 0u);
   ExpectInvariants();
-}
-
-TEST_F(MasterServiceTest, ForceRemovedLeasedSpaceIsNotReusedUntilTheLeaseEnds) {
-  Mount(kClientA, "host-a:1", kBaseA, kMiB);  // room for one object of kMiB
-  ASSERT_EQ(Put("a", kMiB), ErrorCode::OK);
-  EXPECT_EQ(Exist("a"), ErrorCode::OK);  // leased for the default 10 s
-  EXPECT_EQ(Remove("a", /*force=*/true), ErrorCode::OK);
-  EXPECT_EQ(PutStartOne("b", kMiB), ErrorCode::NO_AVAILABLE_HANDLE);
-  clock_.Advance(absl::Seconds(9));
-  master_->Tick();
-  EXPECT_EQ(PutStartOne("b", kMiB), ErrorCode::NO_AVAILABLE_HANDLE);
-  clock_.Advance(absl::Seconds(1) + absl::Milliseconds(1));
-  master_->Tick();
-  EXPECT_EQ(PutStartOne("b", kMiB), ErrorCode::OK);
-  ExpectInvariants();
-  // Unleased objects free their space at once.
-  EXPECT_THAT(*master_->BatchPutEnd(Views({"b"})), Each(ErrorCode::OK));
-  clock_.Advance(absl::Seconds(11));
-  EXPECT_EQ(Remove("b"), ErrorCode::OK);
-  EXPECT_EQ(PutStartOne("c", kMiB), ErrorCode::OK);
 }
 
 TEST_F(MasterServiceTest, RemoveOfMissingAndProcessingObjects) {

@@ -11,11 +11,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/master/master_flags.h"
 #include "mooncake/master/master_server.h"
 #include "mooncake/net/host_port.h"
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::SetProgramUsageMessage(
       "The master of a Mooncake-compatible KV-cache store: object metadata, allocation, read "
       "leases, eviction and client liveness over gRPC.\n\n  mooncake_master [--port=50051] "

@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/metadata/http_metadata_server.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to bind (only this one), e.g. 127.0.0.1.");
@@ -24,6 +25,7 @@ ABSL_FLAG(int64_t, max_inflight_bytes, int64_t{256} << 20,
           "Most bytes of request bodies being received at once; beyond gets 503.");
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::SetProgramUsageMessage(
       "HTTP metadata server for Mooncake transfer engines.\n"
       "  GET|PUT|DELETE /metadata?key=K, GET /health\n"

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/standalone/standalone_protocol.h"
 #include "mooncake/standalone/standalone_server.h"
 #include "mooncake/store/storage_process.h"
@@ -44,6 +45,7 @@ void OnSignal(int) { g_stop = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::SetProgramUsageMessage(
       "Holds a segment of the mooncake store pool and serves the store calls of the processes on "
       "this host that use setup_dummy (standalone mode).");

@@ -28,7 +28,8 @@ std::optional<ReplicaCache::Entry> ReplicaCache::Take(const std::string& key, in
   if (it == entries_.end()) return std::nullopt;
   Entry e = std::move(it->second.entry);
   entries_.erase(it);
-  if (now_ns - e.lease_start_ns > e.lease_ns / 2) return std::nullopt;
+  const int64_t age = now_ns - e.lease_start_ns;
+  if (age > e.lease_ns / 2 || age > max_age_ns_) return std::nullopt;
   return e;
 }
 

@@ -3,14 +3,14 @@
 // needs no second master round trip (docs/architecture.md, "Round trips per batch").
 //
 // Safety: the exist call leased each object it found, from no later than `lease_start` (the
-// moment the request left) for `lease`. An entry is handed out only while at least half of that
-// lease remains, and the reader still refuses bytes that arrive after the lease (LEASE_EXPIRED),
-// so a cached list is exactly as safe as a fresh one: the object cannot be evicted or its space
-// reused while it is read. Take removes the entry: a list serves one read, later reads ask the
-// master again (and renew the lease). This process's removes forget the lists of what they
-// removed; another process's forced remove is not seen, and a read within half a lease of the
-// exist may still return the removed object's bytes (never another object's: the master keeps a
-// removed object's space while it is leased).
+// moment the request left) for `lease`. An entry is handed out only within max_age of that
+// (at most half the lease), and the reader still refuses bytes that arrive after the lease
+// (LEASE_EXPIRED), so the object cannot be evicted, or removed without force, while it is read.
+// Take removes the entry: a list serves one read, later reads ask the master again (and renew
+// the lease). This process's removes forget the lists of what they removed. A remove *forced*
+// by another process frees the space at once (as Mooncake's does; vLLM's clear relies on it), so
+// a read from a list taken before it may see bytes written there later: the same hazard as any
+// read in flight across a forced remove, here for at most max_age (500 ms).
 //
 //   ReplicaCache cache(4096);
 //   cache.Put(key, replicas, t0, absl::Seconds(5));
@@ -40,11 +40,13 @@ class ReplicaCache {
     int64_t lease_ns = 0;
   };
 
-  explicit ReplicaCache(size_t capacity) : capacity_(capacity) {}
+  explicit ReplicaCache(size_t capacity, absl::Duration max_age = absl::Milliseconds(500))
+      : capacity_(capacity), max_age_ns_(absl::ToInt64Nanoseconds(max_age)) {}
 
   void Put(const std::string& key, ObjectReplicas replicas, int64_t lease_start_ns,
            absl::Duration lease);
-  // Take returns the key's entry if at least half its lease remains at `now_ns`, and forgets it.
+  // Take returns the key's entry if it is at most max_age old and at least half its lease remains
+  // at `now_ns`, and forgets it.
   std::optional<Entry> Take(const std::string& key, int64_t now_ns);
   // Erase / Clear forget lists (this process removed the objects: its reads must not find them).
   void Erase(const std::string& key);
@@ -57,6 +59,7 @@ class ReplicaCache {
     uint64_t seq = 0;  // matches the deque position that owns this slot
   };
   const size_t capacity_;
+  const int64_t max_age_ns_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Slot> entries_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<std::string, uint64_t>> order_ ABSL_GUARDED_BY(mu_);  // oldest first

@@ -31,6 +31,15 @@ TEST(ReplicaCacheTest, RefusesAnEntryPastHalfItsLease) {
   EXPECT_EQ(cache.size(), 0u);
 }
 
+TEST(ReplicaCacheTest, RefusesAnEntryOlderThanMaxAge) {
+  ReplicaCache cache(16, absl::Milliseconds(500));
+  const int64_t t0 = 1'000'000'000;
+  cache.Put("a", Replicas(100), t0, absl::Seconds(10));
+  cache.Put("b", Replicas(200), t0, absl::Seconds(10));
+  EXPECT_TRUE(cache.Take("a", t0 + 499'000'000).has_value());
+  EXPECT_FALSE(cache.Take("b", t0 + 501'000'000).has_value());
+}
+
 TEST(ReplicaCacheTest, ANewerListReplacesTheOlder) {
   ReplicaCache cache(16);
   cache.Put("a", Replicas(100), 1000, absl::Nanoseconds(1000));

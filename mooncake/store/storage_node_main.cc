@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/store/storage_process.h"
 #include "mooncake/store/store_client.h"
 
@@ -39,6 +40,7 @@ void OnSignal(int) { g_stop = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::SetProgramUsageMessage("Contributes a memory segment to a mooncake store pool.");
   absl::ParseCommandLine(argc, argv);
   auto size = mooncake::ParseByteSize(absl::GetFlag(FLAGS_segment_size));

@@ -113,8 +113,8 @@ TEST_F(StoreCoreTest, RemountFencesInboundWritesFirst) {
 }
 
 // SGLang's prefetch, exist then get: the get reads from the lists the exist brought back and asks
-// the master nothing; a later get, one after half the lease, or one after this process removed
-// the key asks again.
+// the master nothing; a later get, one more than 500 ms after the exist, or one after this
+// process removed the key asks again.
 TEST_F(StoreCoreTest, GetAfterExistReadsTheListedReplicas) {
   FailingDataPath data(absl::OkStatus());  // every transfer succeeds
   auto core = Core(&data);
@@ -143,7 +143,7 @@ TEST_F(StoreCoreTest, GetAfterExistReadsTheListedReplicas) {
   EXPECT_EQ(lists(), calls0 + 2);  // a list serves one read
 
   EXPECT_EQ(exists(), 1);
-  clock_.Advance(absl::Seconds(6));  // past half of the default 10 s lease
+  clock_.Advance(absl::Milliseconds(600));  // past the cache's 500 ms
   EXPECT_EQ(get(), static_cast<int64_t>(kObject));
   EXPECT_EQ(lists(), calls0 + 4);
 

@@ -11,6 +11,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
 #include "mooncake/common/byte_size.h"
+#include "mooncake/common/mutex_mode.h"
 #include "mooncake/transfer/transfer_engine.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "host (or host:port) to serve and advertise");
@@ -22,6 +23,7 @@ ABSL_FLAG(std::string, protocol, "tcp", "tcp or rdma");
 ABSL_FLAG(std::string, devices, "", "RDMA devices, e.g. erdma_0,erdma_1");
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::ParseCommandLine(argc, argv);
   auto size = mooncake::ParseByteSize(absl::GetFlag(FLAGS_size));
   if (!size.ok()) {

@@ -175,7 +175,9 @@ def ha_cluster(stores, request):
     wait_for(lambda: in_sync_count(masters[0]) == count - 1, 20, "every standby in sync")
     os.environ["MOONCAKE_CLUSTER_ID"] = cluster_id
     store = stores()
-    assert harness.setup_store(store, f"etcd://{etcd.endpoints()}", segment=64 << 20) == 0
+    # Writers put 4 KiB objects for as long as the faults take (about 20000 here): the pool must
+    # hold them all, or eviction (not a failover) would take some.
+    assert harness.setup_store(store, f"etcd://{etcd.endpoints()}", segment=512 << 20) == 0
     yield etcd, masters, store
     store.close()  # while a master still answers
     os.environ.pop("MOONCAKE_CLUSTER_ID", None)

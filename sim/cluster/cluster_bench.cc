@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "mooncake/common/logging.h"
+#include "mooncake/common/mutex_mode.h"
 #include "sim/cluster/cluster_throughput.h"
 
 ABSL_FLAG(std::string, hosts, "4,16,64", "cluster sizes to sweep (comma-separated)");
@@ -25,11 +26,13 @@ ABSL_FLAG(bool, mla, false, "MLA keys (one per page, shared by the ranks) instea
 ABSL_FLAG(int, segment_pages, 2048, "pages each client's segment holds");
 ABSL_FLAG(int64_t, master_latency_us, 50, "one-way client <-> master latency in us");
 ABSL_FLAG(int, master_threads, 8, "modelled master workers");
-ABSL_FLAG(int64_t, master_per_call_ns, 5000, "modelled master service time per call, ns");
-ABSL_FLAG(int64_t, master_per_key_ns, 500, "modelled master service time per key, ns");
+ABSL_FLAG(int64_t, master_per_call_ns, 10000, "modelled master service time per call, ns");
+ABSL_FLAG(int64_t, master_per_key_ns, 300, "modelled master service time per key, ns");
 ABSL_FLAG(int64_t, warmup_ms, 20, "simulated warm-up before the window");
 ABSL_FLAG(int64_t, measure_ms, 50, "simulated measurement window");
 ABSL_FLAG(uint64_t, seed, 1, "seed");
+ABSL_FLAG(bool, replica_cache, true,
+          "exist brings back replica lists for the get after it (false: two master calls per get)");
 ABSL_FLAG(std::string, csv, "", "write the results here as CSV");
 
 namespace {
@@ -50,6 +53,7 @@ std::vector<int64_t> ParseList(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mooncake::UseProductionMutexMode();
   absl::SetProgramUsageMessage("Cluster throughput of the whole store in the simulator.");
   absl::ParseCommandLine(argc, argv);
   mooncake::SetMinLogLevel(mooncake::LogLevel::ERROR);
@@ -79,6 +83,7 @@ int main(int argc, char** argv) {
       o.nic_gbps = absl::GetFlag(FLAGS_nic_gbps);
       o.page_bytes = static_cast<uint64_t>(page) << 10;
       o.mla = absl::GetFlag(FLAGS_mla);
+      o.replica_cache = absl::GetFlag(FLAGS_replica_cache);
       o.segment_pages = absl::GetFlag(FLAGS_segment_pages);
       o.master_latency = absl::GetFlag(FLAGS_master_latency_us) * sim::kMicrosecond;
       o.master_threads = absl::GetFlag(FLAGS_master_threads);

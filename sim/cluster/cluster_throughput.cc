@@ -261,6 +261,7 @@ ThroughputResult Bench::Run() {
   c.master.default_kv_lease_ttl = absl::Milliseconds(500);
   c.master.client_ttl = absl::Seconds(10);
   c.put_wait_timeout = absl::Seconds(1);
+  c.replica_cache_entries = o_.replica_cache ? 16384 : 0;
   cluster_ = std::make_unique<StoreCluster>(c);
   hot_.resize(o_.mla ? 1 : o_.ranks);
   published_.assign(o_.hosts * o_.ranks, 0);

@@ -39,6 +39,16 @@ TEST(ClusterThroughputTest, MhaReadsBackEveryByteAndCountsRoundTrips) {
             std::string::npos);
 }
 
+TEST(ClusterThroughputTest, WithoutTheReplicaCacheAGetAsksTheMasterAgain) {
+  mooncake::SetMinLogLevel(mooncake::LogLevel::ERROR);
+  ThroughputOptions o = Small();
+  o.replica_cache = false;
+  const ThroughputResult r = RunClusterThroughput(o);
+  EXPECT_EQ(r.key_errors, 0u);
+  EXPECT_EQ(r.master_calls_per_get_batch, 2.0);
+  EXPECT_EQ(r.master_calls_per_put_batch, 3.0);
+}
+
 TEST(ClusterThroughputTest, MlaRanksSharePagesAndDeduplicate) {
   mooncake::SetMinLogLevel(mooncake::LogLevel::ERROR);
   ThroughputOptions o = Small();

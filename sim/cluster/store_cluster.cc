@@ -139,6 +139,7 @@ absl::Status StoreCluster::StartClient(Client* c) {
     });
   };
   core.put_wait_timeout = options_.put_wait_timeout;
+  core.replica_cache_entries = options_.replica_cache_entries;
   c->core = std::make_unique<mooncake::StoreCore>(std::move(core));
   MountWithRetry(c);
   mooncake::StoreCore* core_ptr = c->core.get();

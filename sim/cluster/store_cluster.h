@@ -45,6 +45,7 @@ struct StoreClusterOptions {
   mooncake::RdmaOptions rdma;  // devices are filled in
   SimEngineOptions engine;
   absl::Duration put_wait_timeout = absl::Milliseconds(500);
+  size_t replica_cache_entries = 16384;  // StoreCoreOptions::replica_cache_entries
   // A restarted client maps its memory at the addresses its previous incarnation used, and its
   // NICs hand out the same memory keys again (SimVerbsOptions::reuse_keys_after_restart).
   bool reuse_addresses = false;
