@@ -59,6 +59,24 @@ void NonEmptyKeys(std::vector<std::string>* keys, std::vector<std::string>* vali
   for (size_t i : *index) valid->push_back(std::move((*keys)[i]));
 }
 
+// SplitKeys: per key a result (INVALID_KEY until answered), the non-empty keys for the master,
+// and their positions. With no non-empty key it answers `done` itself and returns false.
+struct SplitBatch {
+  std::shared_ptr<std::vector<int>> out;
+  std::shared_ptr<std::vector<std::string>> valid;
+  std::shared_ptr<std::vector<size_t>> index;
+};
+bool SplitKeys(std::vector<std::string> keys, const std::function<void(std::vector<int>)>& done,
+               SplitBatch* b) {
+  b->out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
+  b->valid = std::make_shared<std::vector<std::string>>();
+  b->index = std::make_shared<std::vector<size_t>>();
+  NonEmptyKeys(&keys, b->valid.get(), b->index.get());
+  if (!b->valid->empty()) return true;
+  done(std::move(*b->out));
+  return false;
+}
+
 // The first failure among results [first, last), or OK.
 absl::Status FirstError(const std::vector<absl::Status>& results, size_t first, size_t last) {
   for (size_t r = first; r < last; ++r) {
@@ -181,14 +199,11 @@ void StoreCore::Heartbeat(std::function<void(absl::Status)> done) {
 
 void StoreCore::PerKeyCall(std::vector<std::string> keys, KeyRpc rpc, int (*to_result)(ErrorCode),
                            std::function<void(std::vector<int>)> done) {
-  auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
-  auto valid = std::make_shared<std::vector<std::string>>();
-  auto index = std::make_shared<std::vector<size_t>>();
-  NonEmptyKeys(&keys, valid.get(), index.get());
-  if (valid->empty()) {
-    done(std::move(*out));
-    return;
-  }
+  SplitBatch batch;
+  if (!SplitKeys(std::move(keys), done, &batch)) return;
+  auto out = batch.out;
+  auto valid = batch.valid;
+  auto index = batch.index;
   CallMaster<absl::StatusOr<std::vector<ErrorCode>>>(
       [valid, rpc = std::move(rpc)](MasterClient& m) { return rpc(m, *valid); },
       [out, index, to_result, done = std::move(done)](absl::StatusOr<std::vector<ErrorCode>> r) {
@@ -217,14 +232,11 @@ void StoreCore::BatchIsExist(std::vector<std::string> keys,
   }
   // The replica lists instead of bare answers: the master leases what it finds either way, and
   // the get that usually follows reads from the cached lists without asking again.
-  auto out = std::make_shared<std::vector<int>>(keys.size(), Code(ErrorCode::INVALID_KEY));
-  auto valid = std::make_shared<std::vector<std::string>>();
-  auto index = std::make_shared<std::vector<size_t>>();
-  NonEmptyKeys(&keys, valid.get(), index.get());
-  if (valid->empty()) {
-    done(std::move(*out));
-    return;
-  }
+  SplitBatch batch;
+  if (!SplitKeys(std::move(keys), done, &batch)) return;
+  auto out = batch.out;
+  auto valid = batch.valid;
+  auto index = batch.index;
   const int64_t t0 = options_.clock->NowNanos();
   CallMaster<absl::StatusOr<ReplicaListResult>>(
       [valid](MasterClient& m) { return m.BatchGetReplicaList(*valid); },
