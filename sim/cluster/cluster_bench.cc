@@ -31,6 +31,7 @@ ABSL_FLAG(int64_t, master_per_key_ns, 300, "modelled master service time per key
 ABSL_FLAG(int64_t, warmup_ms, 20, "simulated warm-up before the window");
 ABSL_FLAG(int64_t, measure_ms, 50, "simulated measurement window");
 ABSL_FLAG(uint64_t, seed, 1, "seed");
+ABSL_FLAG(int64_t, lease_ms, 500, "read lease the master grants (default_kv_lease_ttl)");
 ABSL_FLAG(bool, replica_cache, true,
           "exist brings back replica lists for the get after it (false: two master calls per get)");
 ABSL_FLAG(std::string, csv, "", "write the results here as CSV");
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
       o.nic_gbps = absl::GetFlag(FLAGS_nic_gbps);
       o.page_bytes = static_cast<uint64_t>(page) << 10;
       o.mla = absl::GetFlag(FLAGS_mla);
+      o.lease = absl::GetFlag(FLAGS_lease_ms) * sim::kMillisecond;
       o.replica_cache = absl::GetFlag(FLAGS_replica_cache);
       o.segment_pages = absl::GetFlag(FLAGS_segment_pages);
       o.master_latency = absl::GetFlag(FLAGS_master_latency_us) * sim::kMicrosecond;

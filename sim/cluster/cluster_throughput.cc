@@ -258,7 +258,7 @@ ThroughputResult Bench::Run() {
   c.link.service_threads = o_.master_threads;
   c.link.service_per_call = o_.master_per_call;
   c.link.service_per_key = o_.master_per_key;
-  c.master.default_kv_lease_ttl = absl::Milliseconds(500);
+  c.master.default_kv_lease_ttl = absl::Nanoseconds(o_.lease);
   c.master.client_ttl = absl::Seconds(10);
   c.put_wait_timeout = absl::Seconds(1);
   c.replica_cache_entries = o_.replica_cache ? 16384 : 0;

@@ -50,6 +50,10 @@ struct ThroughputOptions {
   int master_threads = 8;
   SimTime master_per_call = 10 * kMicrosecond;
   SimTime master_per_key = 300;  // ns
+  // The read lease exist and replica-list calls grant. Every exist that finds a page leases it,
+  // the backup's dedup check included, and leased pages cannot be evicted: with MLA's shared keys
+  // the lease must be shorter than the time the pool takes to turn over.
+  SimTime lease = 500 * kMillisecond;
   // Measurement: the loops run for warmup + measure; the counters cover the measure window.
   SimTime warmup = 20 * kMillisecond;
   SimTime measure = 50 * kMillisecond;
