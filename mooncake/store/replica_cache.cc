@@ -4,15 +4,18 @@
 
 namespace mooncake {
 
-void ReplicaCache::Put(const std::string& key, ObjectReplicas replicas, int64_t lease_start_ns,
-                       absl::Duration lease) {
-  if (capacity_ == 0) return;
+void ReplicaCache::Put(std::vector<std::pair<std::string, ObjectReplicas>> lists,
+                       int64_t lease_start_ns, absl::Duration lease) {
+  if (capacity_ == 0 || lists.empty()) return;
+  const int64_t lease_ns = absl::ToInt64Nanoseconds(lease);
   absl::MutexLock lock(&mu_);
-  const uint64_t seq = next_seq_++;
-  Slot& slot = entries_[key];
-  slot.entry = Entry{std::move(replicas), lease_start_ns, absl::ToInt64Nanoseconds(lease)};
-  slot.seq = seq;
-  order_.emplace_back(key, seq);
+  for (auto& [key, replicas] : lists) {
+    const uint64_t seq = next_seq_++;
+    Slot& slot = entries_[key];
+    slot.entry = Entry{std::move(replicas), lease_start_ns, lease_ns};
+    slot.seq = seq;
+    order_.emplace_back(std::move(key), seq);
+  }
   // Drop the oldest; a deque record whose slot was overwritten or taken since is stale.
   while (entries_.size() > capacity_ || order_.size() > 2 * capacity_) {
     auto [old_key, old_seq] = std::move(order_.front());
@@ -22,8 +25,15 @@ void ReplicaCache::Put(const std::string& key, ObjectReplicas replicas, int64_t 
   }
 }
 
-std::optional<ReplicaCache::Entry> ReplicaCache::Take(const std::string& key, int64_t now_ns) {
-  absl::MutexLock lock(&mu_);
+void ReplicaCache::Put(const std::string& key, ObjectReplicas replicas, int64_t lease_start_ns,
+                       absl::Duration lease) {
+  std::vector<std::pair<std::string, ObjectReplicas>> one;
+  one.emplace_back(key, std::move(replicas));
+  Put(std::move(one), lease_start_ns, lease);
+}
+
+std::optional<ReplicaCache::Entry> ReplicaCache::TakeLocked(const std::string& key,
+                                                            int64_t now_ns) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::nullopt;
   Entry e = std::move(it->second.entry);
@@ -33,9 +43,23 @@ std::optional<ReplicaCache::Entry> ReplicaCache::Take(const std::string& key, in
   return e;
 }
 
-void ReplicaCache::Erase(const std::string& key) {
+std::vector<std::optional<ReplicaCache::Entry>> ReplicaCache::Take(
+    const std::vector<std::string>& keys, int64_t now_ns) {
+  std::vector<std::optional<Entry>> out(keys.size());
   absl::MutexLock lock(&mu_);
-  entries_.erase(key);
+  if (entries_.empty()) return out;
+  for (size_t i = 0; i < keys.size(); ++i) out[i] = TakeLocked(keys[i], now_ns);
+  return out;
+}
+
+std::optional<ReplicaCache::Entry> ReplicaCache::Take(const std::string& key, int64_t now_ns) {
+  absl::MutexLock lock(&mu_);
+  return TakeLocked(key, now_ns);
+}
+
+void ReplicaCache::Erase(const std::vector<std::string>& keys) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& key : keys) entries_.erase(key);
 }
 
 void ReplicaCache::Clear() {

@@ -24,6 +24,8 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -43,13 +45,17 @@ class ReplicaCache {
   explicit ReplicaCache(size_t capacity, absl::Duration max_age = absl::Milliseconds(500))
       : capacity_(capacity), max_age_ns_(absl::ToInt64Nanoseconds(max_age)) {}
 
+  // One lock per batch: an exist or get of 256 keys takes the mutex once.
+  void Put(std::vector<std::pair<std::string, ObjectReplicas>> lists, int64_t lease_start_ns,
+           absl::Duration lease);
   void Put(const std::string& key, ObjectReplicas replicas, int64_t lease_start_ns,
            absl::Duration lease);
-  // Take returns the key's entry if it is at most max_age old and at least half its lease remains
-  // at `now_ns`, and forgets it.
+  // Take returns, per key, its entry if it is at most max_age old and at least half its lease
+  // remains at `now_ns`, and forgets every entry it looked at.
+  std::vector<std::optional<Entry>> Take(const std::vector<std::string>& keys, int64_t now_ns);
   std::optional<Entry> Take(const std::string& key, int64_t now_ns);
   // Erase / Clear forget lists (this process removed the objects: its reads must not find them).
-  void Erase(const std::string& key);
+  void Erase(const std::vector<std::string>& keys);
   void Clear();
   size_t size() const;
 
@@ -62,6 +68,8 @@ class ReplicaCache {
   const int64_t max_age_ns_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Slot> entries_ ABSL_GUARDED_BY(mu_);
+  std::optional<Entry> TakeLocked(const std::string& key, int64_t now_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::deque<std::pair<std::string, uint64_t>> order_ ABSL_GUARDED_BY(mu_);  // oldest first
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -68,7 +68,7 @@ TEST(ReplicaCacheTest, EraseAndClearForget) {
   ReplicaCache cache(16);
   cache.Put("a", Replicas(1), 0, absl::Seconds(1));
   cache.Put("b", Replicas(2), 0, absl::Seconds(1));
-  cache.Erase("a");
+  cache.Erase(std::vector<std::string>{"a"});
   EXPECT_FALSE(cache.Take("a", 0).has_value());
   cache.Put("c", Replicas(3), 0, absl::Seconds(1));
   cache.Clear();

@@ -242,6 +242,7 @@ void StoreCore::BatchIsExist(std::vector<std::string> keys,
       [valid](MasterClient& m) { return m.BatchGetReplicaList(*valid); },
       [this, out, valid, index, t0,
        done = std::move(done)](absl::StatusOr<ReplicaListResult> list) {
+        std::vector<std::pair<std::string, ObjectReplicas>> found;
         for (size_t j = 0; j < index->size(); ++j) {
           int& result = (*out)[(*index)[j]];
           if (!list.ok()) {
@@ -255,7 +256,7 @@ void StoreCore::BatchIsExist(std::vector<std::string> keys,
           ObjectReplicas& obj = list->objects[j];
           if (obj.error == ErrorCode::OK) {
             result = 1;
-            replica_cache_->Put((*valid)[j], std::move(obj), t0, list->lease_ttl);
+            found.emplace_back(std::move((*valid)[j]), std::move(obj));
           } else if (obj.error == ErrorCode::OBJECT_NOT_FOUND ||
                      obj.error == ErrorCode::REPLICA_IS_NOT_READY) {
             result = 0;  // absent, or still being written: not readable yet
@@ -263,15 +264,14 @@ void StoreCore::BatchIsExist(std::vector<std::string> keys,
             result = Code(obj.error);
           }
         }
+        if (list.ok()) replica_cache_->Put(std::move(found), t0, list->lease_ttl);
         done(std::move(*out));
       });
 }
 
 void StoreCore::BatchRemove(std::vector<std::string> keys, bool force,
                             std::function<void(std::vector<int>)> done) {
-  if (replica_cache_ != nullptr) {
-    for (const std::string& k : keys) replica_cache_->Erase(k);
-  }
+  if (replica_cache_ != nullptr) replica_cache_->Erase(keys);
   PerKeyCall(
       std::move(keys),
       [force](MasterClient& m, const std::vector<std::string>& valid) {
@@ -604,6 +604,9 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
   const int64_t now = options_.clock->NowNanos();
   auto misses = std::make_shared<std::vector<std::string>>();
   auto miss_index = std::make_shared<std::vector<size_t>>();
+  // Lists the exist call just brought back serve this read (replica_cache.h).
+  std::vector<std::optional<ReplicaCache::Entry>> cached;
+  if (replica_cache_ != nullptr) cached = replica_cache_->Take(keys, now);
   for (size_t i = 0; i < keys.size(); ++i) {
     if (keys[i].empty()) {
       op->out[i] = Code(ErrorCode::INVALID_KEY);
@@ -614,14 +617,11 @@ void StoreCore::BatchGet(std::vector<std::string> keys, std::vector<std::vector<
     op->objects.emplace_back();
     op->lease_start.push_back(now);
     op->lease_ns.push_back(0);
-    // A list the exist call just brought back serves this read (replica_cache.h).
-    if (replica_cache_ != nullptr) {
-      if (std::optional<ReplicaCache::Entry> e = replica_cache_->Take(keys[i], now)) {
-        op->objects.back() = std::move(e->replicas);
-        op->lease_start.back() = e->lease_start_ns;
-        op->lease_ns.back() = e->lease_ns;
-        continue;
-      }
+    if (!cached.empty() && cached[i].has_value()) {
+      op->objects.back() = std::move(cached[i]->replicas);
+      op->lease_start.back() = cached[i]->lease_start_ns;
+      op->lease_ns.back() = cached[i]->lease_ns;
+      continue;
     }
     miss_index->push_back(op->keys.size() - 1);
     misses->push_back(std::move(keys[i]));

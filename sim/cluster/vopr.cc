@@ -26,11 +26,6 @@ using mooncake::ErrorCode;
 
 constexpr int kMaxPages = 128;  // SGLang reads and writes at most 128 pages per batch
 
-void Fill(const std::string& key, char* dst, uint64_t size) { FillKeyBytes(key, dst, size); }
-int64_t Verify(const std::string& key, const char* src, uint64_t size) {
-  return VerifyKeyBytes(key, src, size);
-}
-
 bool KnownError(int64_t code) {
   switch (static_cast<ErrorCode>(code)) {
     case ErrorCode::INTERNAL_ERROR:
@@ -396,7 +391,7 @@ void Vopr::Request(int client, int loop) {
                                     size));
                   return;
                 }
-                const int64_t bad = Verify(key, buffer + i * size, size);
+                const int64_t bad = VerifyKeyBytes(key, buffer + i * size, size);
                 if (bad >= 0) {
                   Fail(absl::StrCat("invariant 1: get(", key, ") returned wrong bytes at offset ",
                                     bad, " (request started at ", Ms(start), ")"));
@@ -424,7 +419,7 @@ void Vopr::Request(int client, int loop) {
         keys_ptr->begin() + (first + count) * keys_per_page);
     std::vector<std::vector<BufferRef>> bufs;
     for (size_t i = 0; i < put_keys->size(); ++i) {
-      Fill((*put_keys)[i], buffer + i * size, size);
+      FillKeyBytes((*put_keys)[i], buffer + i * size, size);
       bufs.push_back({{buffer + i * size, size}});
     }
     mooncake::ReplicateConfig config;
@@ -462,7 +457,7 @@ void Vopr::Probe(int client) {
   char* buffer = c.buffer;
   std::vector<std::vector<BufferRef>> bufs;
   for (size_t i = 0; i < keys->size(); ++i) {
-    Fill((*keys)[i], buffer + i * size, size);
+    FillKeyBytes((*keys)[i], buffer + i * size, size);
     bufs.push_back({{buffer + i * size, size}});
   }
   const uint64_t pid = Begin(client, "probe put");
@@ -487,7 +482,7 @@ void Vopr::Probe(int client) {
               if (!End(gid, &start)) return;
               for (size_t i = 0; i < got.size(); ++i) {
                 if (got[i] != static_cast<int64_t>(size) ||
-                    Verify((*keys)[i], buffer + i * size, size) >= 0) {
+                    VerifyKeyBytes((*keys)[i], buffer + i * size, size) >= 0) {
                   Fail(absl::StrCat("invariant 6: after faults healed at ", Ms(heal_at_), ", get(",
                                     (*keys)[i], ") answered ", got[i]));
                   return;
