@@ -110,7 +110,11 @@ def test_vllm_store_connector_sequence(stores, own_master):
     assert sender.handle("req-b", keys[8:], [], []) == "skipped"
     exists = store.batch_is_exist(keys)
     assert exists[:8] == [1] * 8
-    assert exists[8:] == [1 if r == 0 else 0 for r in res]
+    # A key that got -200 was not stored. A stored one is there unless the master's watermark
+    # eviction (the pool is full now) took it since: only as many as it reports evicted.
+    assert all(e == 0 for e, r in zip(exists[8:], res) if r != 0), (exists, res)
+    gone = sum(1 for e, r in zip(exists[8:], res) if r == 0 and e != 1)
+    assert gone <= harness.master_metric(own_master, "evicted_objects"), (exists, res)
 
     # The recving thread: batch_get_into_multi_buffers scatters each object over its parts.
     stored = [i for i in range(24) if exists[i] == 1]
