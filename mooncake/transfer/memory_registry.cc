@@ -71,6 +71,7 @@ const RegisteredBuffer* MemoryRegistry::FindLocked(uint64_t addr, uint64_t lengt
 }
 
 absl::Status MemoryRegistry::RangeError(uint64_t addr, uint64_t length, bool remote) const {
+  if (remote) remote_refusals_.fetch_add(1, std::memory_order_relaxed);
   return MakeError(ErrorCode::INVALID_PARAMS,
                    absl::StrFormat("address range [%#x, +%u) is not inside a registered%s buffer",
                                    addr, length, remote ? " remote-accessible" : ""));

@@ -10,6 +10,7 @@
 #ifndef MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_
 #define MOONCAKE_TRANSFER_MEMORY_REGISTRY_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -73,6 +74,11 @@ class MemoryRegistry {
   // Snapshot returns all buffers, ordered by address.
   std::vector<RegisteredBuffer> Snapshot() const;
 
+  // remote_refusals counts remote-access lookups (Find/PinRange with remote = true: a peer's
+  // READ, WRITE or shm handshake) refused because the range is not wholly inside a registered
+  // remote-accessible buffer. Such a request moves no byte.
+  uint64_t remote_refusals() const { return remote_refusals_.load(std::memory_order_relaxed); }
+
   // ReadView holds the shared lock for its lifetime, so a whole batch can be checked and copied
   // without any of its ranges being unregistered meanwhile. While a view is alive, its thread must
   // look ranges up through the view, never through the registry (a re-entrant reader lock can
@@ -98,6 +104,7 @@ class MemoryRegistry {
   };
   void Unpin(uint64_t addr) const;
 
+  mutable std::atomic<uint64_t> remote_refusals_{0};
   mutable absl::Mutex mu_;
   std::map<uint64_t, Entry> buffers_ ABSL_GUARDED_BY(mu_);  // keyed by start address
   // Pins of buffers already unregistered, by start address: Unregister waits for them.

@@ -99,6 +99,7 @@ TEST_F(TcpTransportTest, ManyRequestsInOneBatch) {
 TEST_F(TcpTransportTest, ServerRejectsUnregisteredRangesAndWritesNothing) {
   auto peer = MakePeer(1, 1 << 20);
   char* src = reinterpret_cast<char*>(local_.data());
+  const uint64_t refused_before = registry_.remote_refusals();
   // Straddles the end of the registered window into the guard zone.
   absl::Status s = Run(peer.get(), true, src, RemoteAddr(kSize - 100), 200);
   EXPECT_EQ(ToErrorCode(s), ErrorCode::INVALID_PARAMS) << s;
@@ -107,8 +108,11 @@ TEST_F(TcpTransportTest, ServerRejectsUnregisteredRangesAndWritesNothing) {
   EXPECT_EQ(ToErrorCode(s), ErrorCode::INVALID_PARAMS) << s;
   EXPECT_TRUE(GuardsIntact());
   for (size_t i = kSize - 100; i < kSize; ++i) ASSERT_EQ(remote_[kGuard + i], 0xEE);
+  // Both refusals were counted on the target, and nothing else was.
+  EXPECT_EQ(registry_.remote_refusals() - refused_before, 2u);
   // The connection stays usable after a rejected request.
   EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 4096).ok());
+  EXPECT_EQ(registry_.remote_refusals() - refused_before, 2u);
 }
 
 TEST_F(TcpTransportTest, MalformedFramesCloseOnlyThatConnection) {
