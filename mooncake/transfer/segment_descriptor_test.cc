@@ -64,6 +64,27 @@ TEST(SegmentDescriptorTest, RejectsMalformedInputWithoutCrashing) {
   }
 }
 
+// Integer fields take integers in range only: a float such as 1e100 was converted with a
+// static_cast (undefined behaviour, found by segment_descriptor_fuzz under UBSan).
+TEST(SegmentDescriptorTest, RejectsFloatsAndOutOfRangeIntegers) {
+  for (const char* bad :
+       {R"({"name":"x","buffers":[],"tcp_port":1e100})",
+        R"({"name":"x","buffers":[],"tcp_port":4294967296})",
+        R"({"name":"x","buffers":[],"instance":-1})", R"({"name":"x","buffers":[],"instance":1.5})",
+        R"({"name":"x","buffers":[],"devices":[{"name":"d","lid":-7}]})",
+        R"({"name":"x","buffers":[{"addr":1,"length":1,"rkey":[1e30]}]})",
+        R"({"name":"x","buffers":[{"addr":1,"length":1,"lkey":[4294967296]}]})"}) {
+    absl::StatusOr<SegmentDescriptor> d = ParseSegmentDescriptor(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(d.status())) << bad << " " << d.status();
+  }
+  absl::StatusOr<SegmentDescriptor> ok = ParseSegmentDescriptor(
+      R"({"name":"x","buffers":[{"addr":1,"length":1,"rkey":[4294967295]}],"tcp_port":65535})");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->tcp_port, 65535);
+  EXPECT_EQ(ok->buffers[0].rkey, std::vector<uint32_t>{4294967295u});
+  EXPECT_FALSE(ParseRpcMeta(R"({"ip_or_host_name":"x","rpc_port":1e100})").ok());
+}
+
 TEST(RpcMetaTest, RoundTripAndValidation) {
   absl::StatusOr<RpcMeta> m = ParseRpcMeta(RpcMetaToJson({"node-1", 15001}));
   ASSERT_TRUE(m.ok());
