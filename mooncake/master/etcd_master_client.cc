@@ -86,6 +86,7 @@ std::shared_ptr<GrpcMasterClient> EtcdMasterClient::Leader(absl::Status* error) 
   GrpcMasterClientOptions o;
   o.address = (*view)->value;
   o.rpc_timeout = options_.rpc_timeout;
+  o.auth_token = options_.auth_token;
   auto client = GrpcMasterClient::Create(o);
   if (!client.ok()) {
     *error = MakeError(ErrorCode::RPC_FAIL, absl::StrCat("leader address '", o.address,

@@ -34,6 +34,8 @@ struct EtcdMasterClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(2);
   // How long a call keeps following failovers before it fails.
   absl::Duration failover_timeout = absl::Seconds(10);
+  // Presented to every master (MC_AUTH_TOKEN); "" = none.
+  std::string auth_token;
 };
 
 class EtcdMasterClient final : public MasterClient {

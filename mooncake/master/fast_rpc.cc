@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/master/master_wire.h"
@@ -89,6 +90,8 @@ bool Handle(MasterService* service, MasterGate* gate, uint8_t op, absl::string_v
     if (absl::Status settled = gate->Settle(); !settled.ok()) *reply = GateReply(settled);
   };
   switch (static_cast<FastRpcOp>(op)) {
+    case FastRpcOp::kAuth:  // only as a first frame (Serve)
+      return false;
     case FastRpcOp::kExist:
       *reply = Reply(service->BatchExistKey(keys), WriteCodes);
       return true;
@@ -131,15 +134,19 @@ bool Handle(MasterService* service, MasterGate* gate, uint8_t op, absl::string_v
 FastRpcServer::FastRpcServer(MasterService* service, FastRpcServerOptions options, MasterGate* gate)
     : service_(service),
       gate_(gate),
+      auth_token_(options.auth_token),
       budget_(options.request_budget_bytes),
       server_("fast rpc", options.max_connections, [this](int fd) { Serve(fd); }) {}
 
 void FastRpcServer::Serve(int fd) {
   std::string payload;
+  bool authenticated = auth_token_.empty();
+  constexpr uint8_t kAuthOp = static_cast<uint8_t>(FastRpcOp::kAuth);
   while (!server_.stopping()) {
     Header h;
     if (!RecvAll(fd, &h, sizeof(h)).ok()) break;
-    if (h.magic != kMagic || h.version != kVersion || h.length > kMaxFastRpcPayload) {
+    if (h.magic != kMagic || h.version != kVersion || h.length > kMaxFastRpcPayload ||
+        (h.op == kAuthOp && h.length > kMaxAuthTokenBytes)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed frame";
       break;
     }
@@ -153,6 +160,20 @@ void FastRpcServer::Serve(int fd) {
                                                   absl::StrCat("master busy: ", read.message()))),
                     [](int, Writer&) {});
     } else if (!read.ok()) {
+      break;
+    } else if (!authenticated || h.op == kAuthOp) {
+      if (h.op == kAuthOp && AuthTokenMatches(auth_token_, payload)) {
+        authenticated = true;
+        continue;  // accepted: no reply
+      }
+      auth_refusals_.fetch_add(1);
+      MC_LOG(WARNING) << "fast rpc: refusing a connection without the right " << kAuthTokenEnv;
+      reply = GateReply(AuthRefused("the master's fast RPC port"));
+      Header rh;
+      rh.op = h.op | 0x80;
+      rh.length = static_cast<uint32_t>(reply.size());
+      iovec iov[2] = {{&rh, sizeof(rh)}, {reply.data(), reply.size()}};
+      if (SendAll(fd, iov, 2).ok()) FinishRefusal(fd);
       break;
     } else if (!Handle(service_, gate_, h.op, payload, &reply)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed request";
@@ -168,8 +189,9 @@ void FastRpcServer::Serve(int fd) {
   }
 }
 
-FastRpcClient::FastRpcClient(std::string host, int port, absl::Duration timeout)
-    : host_(std::move(host)), port_(port), timeout_(timeout) {}
+FastRpcClient::FastRpcClient(std::string host, int port, absl::Duration timeout,
+                             std::string auth_token)
+    : host_(std::move(host)), port_(port), timeout_(timeout), auth_token_(std::move(auth_token)) {}
 
 FastRpcClient::~FastRpcClient() {
   absl::MutexLock lock(&mu_);
@@ -191,6 +213,17 @@ absl::StatusOr<int> FastRpcClient::Acquire() {
              static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout_) % 1000000)};
   setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(*fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (!auth_token_.empty()) {
+    // No reply when it matches; a refusal answers the next request (see Call).
+    Header h;
+    h.op = static_cast<uint8_t>(FastRpcOp::kAuth);
+    h.length = static_cast<uint32_t>(auth_token_.size());
+    iovec iov[2] = {{&h, sizeof(h)}, {const_cast<char*>(auth_token_.data()), auth_token_.size()}};
+    if (absl::Status s = SendAll(*fd, iov, 2); !s.ok()) {
+      close(*fd);
+      return s;
+    }
+  }
   return fd;
 }
 
@@ -217,7 +250,10 @@ absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string&
   }
   Header rh;
   if (s.ok()) s = RecvAll(*fd, &rh, sizeof(rh));
-  if (s.ok() && (rh.magic != kMagic || rh.op != (h.op | 0x80) || rh.length > kMaxFastRpcPayload)) {
+  const uint8_t auth_reply = static_cast<uint8_t>(FastRpcOp::kAuth) | 0x80;
+  const bool refused = rh.op == auth_reply;  // our token was refused; the server is closing
+  if (s.ok() && (rh.magic != kMagic || (rh.op != (h.op | 0x80) && !refused) ||
+                 rh.length > kMaxFastRpcPayload)) {
     s = absl::DataLossError("malformed fast rpc reply");
   }
   std::string reply;
@@ -225,7 +261,7 @@ absl::StatusOr<std::string> FastRpcClient::Call(FastRpcOp op, const std::string&
     reply.resize(rh.length);
     s = RecvAll(*fd, reply.data(), reply.size());
   }
-  Release(*fd, s.ok());
+  Release(*fd, s.ok() && !refused);
   // The request left: the master may have run it.
   if (!s.ok()) return absl::AbortedError(absl::StrCat("fast rpc reply lost: ", s.message()));
   Reader r(reply);

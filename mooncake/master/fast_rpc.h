@@ -10,9 +10,15 @@
 // (kMaxFastRpcPayload) and so is the memory all connections' requests hold together
 // (request_budget_bytes: past it a request is refused with RPC_FAIL, never queued); a malformed
 // frame closes that connection only.
+//
+// Access control (common/auth_token.h): a server with a token expects AUTH (payload: the token) as
+// the first frame of every connection and does not answer it when it matches. A wrong token, or
+// any other first frame, is answered with that frame's reply op carrying INVALID_PARAMS, and the
+// connection closes.
 #ifndef MOONCAKE_MASTER_FAST_RPC_H_
 #define MOONCAKE_MASTER_FAST_RPC_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,11 +47,13 @@ enum class FastRpcOp : uint8_t {
   kPutStart = 3,
   kPutEnd = 4,
   kPutRevoke = 5,
+  kAuth = 6,
 };
 
 struct FastRpcServerOptions {
   int max_connections = 1024;
   uint64_t request_budget_bytes = 256 << 20;
+  std::string auth_token;  // MC_AUTH_TOKEN; "" = anyone may call
 };
 
 // FastRpcServer serves the protocol for a MasterService, one thread per connection.
@@ -60,12 +68,16 @@ class FastRpcServer {
   int port() const { return server_.port(); }
   void Stop() { server_.Stop(); }
   const MemoryBudget& request_budget() const { return budget_; }
+  // Connections refused for a missing or wrong token.
+  uint64_t auth_refusals() const { return auth_refusals_.load(); }
 
  private:
   void Serve(int fd);
 
   MasterService* const service_;
   MasterGate* const gate_;
+  const std::string auth_token_;
+  std::atomic<uint64_t> auth_refusals_{0};
   MemoryBudget budget_;
   ConnectionServer server_;
 };
@@ -82,7 +94,8 @@ class FastRpcClient {
   }
   static bool NotSent(const absl::Status& s) { return absl::IsUnavailable(s); }
 
-  FastRpcClient(std::string host, int port, absl::Duration timeout);
+  // A non-empty `auth_token` is presented on every connection.
+  FastRpcClient(std::string host, int port, absl::Duration timeout, std::string auth_token = "");
   ~FastRpcClient();
 
   // Codes runs a per-key call that answers one code per key; put_ids (put-end, put-revoke) may be
@@ -105,6 +118,7 @@ class FastRpcClient {
   const std::string host_;
   const int port_;
   const absl::Duration timeout_;
+  const std::string auth_token_;
   absl::Mutex mu_;
   std::vector<int> idle_ ABSL_GUARDED_BY(mu_);
 };

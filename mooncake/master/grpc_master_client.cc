@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/master/proto_convert.h"
 #include "mooncake/net/host_port.h"
 
@@ -82,6 +83,7 @@ void GrpcMasterClient::WatchConnectivity() {
 void GrpcMasterClient::Prepare(grpc::ClientContext* context) const {
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::nanoseconds(absl::ToInt64Nanoseconds(options_.rpc_timeout)));
+  if (!options_.auth_token.empty()) context->AddMetadata(kAuthHeader, options_.auth_token);
 }
 
 absl::Status GrpcMasterClient::RpcError(const grpc::Status& status, const char* method) const {
@@ -117,7 +119,8 @@ void GrpcMasterClient::UseFastRpc(int port) {
   if (port <= 0) return;
   absl::StatusOr<HostPort> master = ParseHostPort(options_.address);  // checked by Create
   if (!master.ok()) return;
-  fast_ = std::make_shared<FastRpcClient>(master->host, port, options_.rpc_timeout);
+  fast_ = std::make_shared<FastRpcClient>(master->host, port, options_.rpc_timeout,
+                                          options_.auth_token);
 }
 
 std::shared_ptr<FastRpcClient> GrpcMasterClient::Fast() {

@@ -38,6 +38,8 @@ struct GrpcMasterClientOptions {
   // The fast RPC port to use on the master's host, instead of the advertised one (a proxy or a
   // port mapping in between); 0 = the advertised one.
   int fast_rpc_port = 0;
+  // Presented with every call, gRPC and fast RPC (MC_AUTH_TOKEN); "" = none.
+  std::string auth_token;
 };
 
 class GrpcMasterClient final : public MasterClient {

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "mooncake/common/auth_token.h"
 #include "mooncake/master/proto_convert.h"
 
 namespace mooncake {
@@ -36,10 +37,25 @@ grpc::Status Codes(const absl::StatusOr<std::vector<ErrorCode>>& result,
 
 }  // namespace
 
-grpc::Status GrpcMasterService::BatchExistKey(grpc::ServerContext*,
+absl::Status GrpcMasterService::Admit(grpc::ServerContext* context) {
+  if (!auth_token_.empty()) {
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find(kAuthHeader);
+    const absl::string_view given = it == metadata.end()
+                                        ? absl::string_view()
+                                        : absl::string_view(it->second.data(), it->second.size());
+    if (!AuthTokenMatches(auth_token_, given)) {
+      auth_refusals_.fetch_add(1);
+      return AuthRefused("the master's gRPC port");
+    }
+  }
+  return gate_ == nullptr ? absl::OkStatus() : gate_->Admit();
+}
+
+grpc::Status GrpcMasterService::BatchExistKey(grpc::ServerContext* context,
                                               const proto::BatchExistKeyRequest* req,
                                               proto::BatchExistKeyResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   auto result = service_->BatchExistKey(Views(req->keys()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->mutable_key_error_codes()->Reserve(static_cast<int>(result->size()));
@@ -47,10 +63,10 @@ grpc::Status GrpcMasterService::BatchExistKey(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::BatchGetReplicaList(grpc::ServerContext*,
+grpc::Status GrpcMasterService::BatchGetReplicaList(grpc::ServerContext* context,
                                                     const proto::BatchGetReplicaListRequest* req,
                                                     proto::BatchGetReplicaListResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   auto result = service_->BatchGetReplicaList(Views(req->keys()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_lease_ttl_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(result->lease_ttl)));
@@ -59,10 +75,10 @@ grpc::Status GrpcMasterService::BatchGetReplicaList(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
+grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext* context,
                                               const proto::BatchPutStartRequest* req,
                                               proto::BatchPutStartResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   const ReplicateConfig config = FromProto(req->config());
   auto result = service_->BatchPutStart(
       Views(req->keys()), absl::MakeConstSpan(req->sizes().data(), req->sizes_size()), config,
@@ -74,20 +90,20 @@ grpc::Status GrpcMasterService::BatchPutStart(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::BatchPutEnd(grpc::ServerContext*,
+grpc::Status GrpcMasterService::BatchPutEnd(grpc::ServerContext* context,
                                             const proto::BatchKeysRequest* req,
                                             proto::BatchKeysResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   return Codes(
       Settled(service_->BatchPutEnd(
           Views(req->keys()), absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size()))),
       resp);
 }
 
-grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext*,
+grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext* context,
                                                const proto::BatchKeysRequest* req,
                                                proto::BatchKeysResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   return Codes(
       Settled(service_->BatchPutRevoke(
           Views(req->keys()), absl::MakeConstSpan(req->put_ids().data(), req->put_ids().size()),
@@ -95,45 +111,46 @@ grpc::Status GrpcMasterService::BatchPutRevoke(grpc::ServerContext*,
       resp);
 }
 
-grpc::Status GrpcMasterService::BatchRemove(grpc::ServerContext*,
+grpc::Status GrpcMasterService::BatchRemove(grpc::ServerContext* context,
                                             const proto::BatchRemoveRequest* req,
                                             proto::BatchKeysResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   return Codes(Settled(service_->BatchRemove(Views(req->keys()), req->force())), resp);
 }
 
-grpc::Status GrpcMasterService::RemoveByRegex(grpc::ServerContext*,
+grpc::Status GrpcMasterService::RemoveByRegex(grpc::ServerContext* context,
                                               const proto::RemoveByRegexRequest* req,
                                               proto::RemoveCountResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   auto result = Settled(service_->RemoveByRegex(req->regex(), req->force()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_removed(*result);
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::RemoveAll(grpc::ServerContext*, const proto::RemoveAllRequest* req,
+grpc::Status GrpcMasterService::RemoveAll(grpc::ServerContext* context,
+                                          const proto::RemoveAllRequest* req,
                                           proto::RemoveCountResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   auto result = Settled(service_->RemoveAll(req->force()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_removed(*result);
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::MountSegment(grpc::ServerContext*,
+grpc::Status GrpcMasterService::MountSegment(grpc::ServerContext* context,
                                              const proto::MountSegmentRequest* req,
                                              proto::StatusResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Answer(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Answer(admitted, resp);
   return Answer(
       SettledStatus(service_->MountSegment(FromProto(req->client_id()), FromProto(req->segment()))),
       resp);
 }
 
-grpc::Status GrpcMasterService::RemountSegment(grpc::ServerContext*,
+grpc::Status GrpcMasterService::RemountSegment(grpc::ServerContext* context,
                                                const proto::RemountSegmentRequest* req,
                                                proto::StatusResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Answer(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Answer(admitted, resp);
   std::vector<SegmentDesc> segments;
   segments.reserve(req->segments_size());
   for (const proto::Segment& s : req->segments()) segments.push_back(FromProto(s));
@@ -141,18 +158,19 @@ grpc::Status GrpcMasterService::RemountSegment(grpc::ServerContext*,
                 resp);
 }
 
-grpc::Status GrpcMasterService::UnmountSegment(grpc::ServerContext*,
+grpc::Status GrpcMasterService::UnmountSegment(grpc::ServerContext* context,
                                                const proto::UnmountSegmentRequest* req,
                                                proto::StatusResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Answer(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Answer(admitted, resp);
   return Answer(SettledStatus(service_->UnmountSegment(FromProto(req->client_id()), req->name(),
                                                        req->base())),
                 resp);
 }
 
-grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext*, const proto::HeartbeatRequest* req,
+grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext* context,
+                                          const proto::HeartbeatRequest* req,
                                           proto::HeartbeatResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   auto result = service_->Heartbeat(FromProto(req->client_id()));
   if (!result.ok()) return Reject(result.status(), resp);
   resp->set_need_remount(result->need_remount);
@@ -161,18 +179,18 @@ grpc::Status GrpcMasterService::Heartbeat(grpc::ServerContext*, const proto::Hea
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::ListSegments(grpc::ServerContext*,
+grpc::Status GrpcMasterService::ListSegments(grpc::ServerContext* context,
                                              const proto::ListSegmentsRequest*,
                                              proto::ListSegmentsResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   for (const SegmentStatus& s : service_->ListSegments()) ToProto(s, resp->add_segments());
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcMasterService::OffloadSync(grpc::ServerContext*,
+grpc::Status GrpcMasterService::OffloadSync(grpc::ServerContext* context,
                                             const proto::OffloadSyncRequest* req,
                                             proto::OffloadSyncResponse* resp) {
-  if (absl::Status admitted = Admit(); !admitted.ok()) return Reject(admitted, resp);
+  if (absl::Status admitted = Admit(context); !admitted.ok()) return Reject(admitted, resp);
   OffloadSyncRequest request;
   for (const proto::DiskObject& o : req->stored()) request.stored.push_back(FromProto(o));
   for (const proto::DiskObject& o : req->recovered()) request.recovered.push_back(FromProto(o));

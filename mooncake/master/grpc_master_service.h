@@ -22,8 +22,11 @@ namespace mooncake {
 class GrpcMasterService final : public proto::MasterService::Service {
  public:
   // `service` (and `gate`, if set: see master_gate.h) must outlive the adapter.
-  explicit GrpcMasterService(MasterService* service, MasterGate* gate = nullptr)
-      : service_(service), gate_(gate) {}
+  // With a non-empty `auth_token` (MC_AUTH_TOKEN) every call must carry it in the
+  // x-mooncake-auth metadata, or is answered INVALID_PARAMS.
+  explicit GrpcMasterService(MasterService* service, MasterGate* gate = nullptr,
+                             std::string auth_token = "")
+      : service_(service), gate_(gate), auth_token_(std::move(auth_token)) {}
 
   grpc::Status BatchExistKey(grpc::ServerContext* context, const proto::BatchExistKeyRequest* req,
                              proto::BatchExistKeyResponse* resp) override;
@@ -57,9 +60,12 @@ class GrpcMasterService final : public proto::MasterService::Service {
 
   // set_fast_rpc_port makes heartbeats advertise the fast RPC port to clients.
   void set_fast_rpc_port(int port) { fast_rpc_port_.store(port); }
+  // Calls refused for a missing or wrong token.
+  uint64_t auth_refusals() const { return auth_refusals_.load(); }
 
  private:
-  absl::Status Admit() { return gate_ == nullptr ? absl::OkStatus() : gate_->Admit(); }
+  // Admit checks the token, then lets the gate (if any) admit the call.
+  absl::Status Admit(grpc::ServerContext* context);
   absl::Status Settle() { return gate_ == nullptr ? absl::OkStatus() : gate_->Settle(); }
   // A result that may have changed durable state, or the error if it did not settle.
   template <typename T>
@@ -74,7 +80,9 @@ class GrpcMasterService final : public proto::MasterService::Service {
 
   MasterService* const service_;
   MasterGate* const gate_;
+  const std::string auth_token_;
   std::atomic<int> fast_rpc_port_{0};
+  std::atomic<uint64_t> auth_refusals_{0};
 };
 
 }  // namespace mooncake

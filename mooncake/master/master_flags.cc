@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 
@@ -156,6 +157,9 @@ absl::StatusOr<MasterServerOptions> MasterServerOptionsFromFlags() {
   o.bind_address = absl::GetFlag(FLAGS_bind_address);
   o.http_metadata_server_host = absl::GetFlag(FLAGS_http_metadata_server_host);
   o.enable_http_metadata_server = absl::GetFlag(FLAGS_enable_http_metadata_server);
+  absl::StatusOr<std::string> token = AuthTokenFromEnv();
+  if (!token.ok()) return token.status();
+  o.auth_token = *token;
 
   o.rpc_thread_num = absl::GetFlag(FLAGS_rpc_thread_num);
   if (o.rpc_thread_num < 1 || o.rpc_thread_num > 1024) {

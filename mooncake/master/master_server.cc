@@ -114,16 +114,18 @@ MasterServer::MasterServer(const MasterServerOptions& options, Clock* clock)
       log_(options.enable_ha ? std::make_unique<ha::ReplicationLog>(clock) : nullptr),
       service_(std::make_unique<MasterService>(ServiceOptions(options, clock, log_.get()), clock)),
       gate_(options.enable_ha ? std::make_unique<Gate>(this) : nullptr),
-      grpc_service_(std::make_unique<GrpcMasterService>(service_.get(), gate_.get())) {}
+      grpc_service_(
+          std::make_unique<GrpcMasterService>(service_.get(), gate_.get(), options.auth_token)) {}
 
 absl::StatusOr<std::unique_ptr<MasterServer>> MasterServer::Start(
     const MasterServerOptions& options, Clock* clock) {
   if (absl::Status s = ValidateMasterServerOptions(options); !s.ok()) return s;
   std::unique_ptr<MasterServer> server(new MasterServer(options, clock));
   absl::Status started = server->StartGrpc();
-  if (started.ok()) started = server->StartMetrics();
   if (started.ok()) started = server->StartMetadata();
   if (started.ok()) started = server->StartFastRpc();
+  // After the servers whose counters /metrics reads (their pointers are then constant).
+  if (started.ok()) started = server->StartMetrics();
   if (started.ok()) started = server->StartHa();
   if (!started.ok()) {
     server->Stop();
@@ -174,8 +176,12 @@ absl::Status MasterServer::StartMetrics() {
   http.set_read_timeout(5, 0);
   http.set_write_timeout(5, 0);
   MasterService* service = service_.get();
-  http.Get("/metrics", [service](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PrometheusText(service->GetMetrics()), "text/plain; version=0.0.4");
+  http.Get("/metrics", [this, service](const httplib::Request&, httplib::Response& res) {
+    MasterMetrics m = service->GetMetrics();
+    m.auth_refusals = grpc_service_->auth_refusals();
+    if (fast_rpc_server_ != nullptr) m.auth_refusals += fast_rpc_server_->auth_refusals();
+    if (metadata_server_ != nullptr) m.auth_refusals += metadata_server_->auth_refusals();
+    res.set_content(PrometheusText(m), "text/plain; version=0.0.4");
   });
   http.Get("/get_all_segments", [service](const httplib::Request&, httplib::Response& res) {
     res.set_content(SegmentListText(service->ListSegments()), "text/plain");
@@ -239,6 +245,7 @@ absl::Status MasterServer::StartMetadata() {
                               ? options_.bind_address
                               : options_.http_metadata_server_host;
   metadata_options.port = options_.http_metadata_server_port;
+  metadata_options.auth_token = options_.auth_token;
   metadata_server_ = std::make_unique<metadata::HttpMetadataServer>(metadata_options);
   absl::Status started = metadata_server_->Start();
   if (!started.ok()) {
@@ -255,8 +262,9 @@ int MasterServer::metadata_port() const {
 
 absl::Status MasterServer::StartFastRpc() {
   if (options_.fast_rpc_port == -1) return absl::OkStatus();
-  fast_rpc_server_ =
-      std::make_unique<FastRpcServer>(service_.get(), FastRpcServerOptions(), gate_.get());
+  FastRpcServerOptions fast_options;
+  fast_options.auth_token = options_.auth_token;
+  fast_rpc_server_ = std::make_unique<FastRpcServer>(service_.get(), fast_options, gate_.get());
   absl::Status s = fast_rpc_server_->Start(options_.bind_address, options_.fast_rpc_port);
   if (!s.ok()) {
     fast_rpc_server_.reset();

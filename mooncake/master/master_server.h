@@ -53,6 +53,9 @@ struct MasterServerOptions {
   // HTTP metrics port; 0 picks a free one, -1 disables the metrics server.
   int metrics_port = 9003;
   bool enable_http_metadata_server = false;
+  // The shared secret (MC_AUTH_TOKEN) the gRPC and fast RPC ports and the embedded metadata
+  // server's writes require; "" = none (common/auth_token.h).
+  std::string auth_token;
   // Address of the embedded metadata server; empty means bind_address.
   std::string http_metadata_server_host;
   // 0 picks a free one.

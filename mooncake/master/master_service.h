@@ -152,6 +152,9 @@ struct MasterMetrics {
   uint64_t offload_refused = 0;         // reports refused (the key names another put, or is gone)
   uint64_t offload_queue_overflow = 0;  // queued objects dropped from a full queue, never written
   uint64_t evicted_to_disk = 0;         // evictions that freed memory and kept the disk copy
+  // Filled in by MasterServer, not the service: connections and calls refused for a missing or
+  // wrong MC_AUTH_TOKEN (gRPC, fast RPC, metadata writes).
+  uint64_t auth_refusals = 0;
 };
 
 // TickReport says what one Tick() did.

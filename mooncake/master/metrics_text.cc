@@ -76,6 +76,8 @@ std::string PrometheusText(const MasterMetrics& m) {
          "Objects dropped from a full offload queue unwritten.", m.offload_queue_overflow);
   Metric(&out, "evicted_to_disk", "counter",
          "Evictions that freed memory and kept the object on disk.", m.evicted_to_disk);
+  Metric(&out, "auth_refusals", "counter",
+         "Calls and connections refused for a missing or wrong MC_AUTH_TOKEN.", m.auth_refusals);
   return out;
 }
 

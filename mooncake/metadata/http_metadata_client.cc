@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/metadata/http_request_parser.h"
 #include "mooncake/metadata/metadata_store.h"
@@ -65,6 +66,9 @@ HttpMetadataClient::HttpMetadataClient(std::string host, int port, std::string p
   http_->set_keep_alive(true);
   http_->set_tcp_nodelay(true);  // head and body are separate writes: no Nagle delay
   http_->set_url_encode(false);  // we percent-encode the key ourselves
+  if (!options_.auth_token.empty()) {
+    http_->set_default_headers({{kAuthHeader, options_.auth_token}});
+  }
 }
 
 HttpMetadataClient::~HttpMetadataClient() = default;
@@ -122,6 +126,8 @@ absl::Status HttpMetadataClient::ReplyError(const std::string& method, const std
                      absl::StrCat(message, " (the name is held by another live process)"));
   }
   if (reply.status == 507) return absl::ResourceExhaustedError(message);
+  if (reply.status == 401)
+    return AuthRefused(absl::StrCat("metadata server ", url_, " (", message, ")"));
   if (reply.status >= 400 && reply.status < 500) return absl::InvalidArgumentError(message);
   return MakeError(ErrorCode::RPC_FAIL, message);
 }

@@ -32,6 +32,7 @@ namespace mooncake::metadata {
 struct HttpMetadataClientOptions {
   absl::Duration connect_timeout = absl::Seconds(3);
   absl::Duration io_timeout = absl::Seconds(10);  // per read or write of a request
+  std::string auth_token;  // sent with every request (x-mooncake-auth) when not empty
 };
 
 // HttpMetadataClient talks to one HTTP metadata server. Thread-safe.

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/metadata/http_request_parser.h"
@@ -157,6 +158,8 @@ class HttpMetadataServer::Impl {
   void Stop() ABSL_LOCKS_EXCLUDED(lifecycle_mu_);
   int port() const { return port_.load(std::memory_order_acquire); }
 
+  uint64_t auth_refusals() const { return auth_refusals_.load(); }
+
  private:
   absl::Status Bind();
   void Run();
@@ -189,6 +192,7 @@ class HttpMetadataServer::Impl {
 
   std::atomic<int> port_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> auth_refusals_{0};
 
   // Set in Start before the loop thread starts; closed in Stop after it has ended.
   int listen_fd_ = -1;
@@ -679,6 +683,14 @@ Response HttpMetadataServer::Impl::Handle(HttpRequest request) {
     r.extra_headers = "Allow: GET, PUT, DELETE\r\n";
     return r;
   }
+  if (request.method != "GET") {
+    const std::string* given = request.FindHeader(kAuthHeader);
+    if (!AuthTokenMatches(options_.auth_token, given == nullptr ? "" : *given)) {
+      auth_refusals_.fetch_add(1);
+      return TextResponse(401, absl::StrCat(request.method, " needs the ", kAuthHeader,
+                                            " header with the server's ", kAuthTokenEnv));
+    }
+  }
   auto key = FindQueryParam(request.query, "key");
   if (!key.ok()) {
     if (absl::IsNotFound(key.status())) {
@@ -721,5 +733,7 @@ absl::Status HttpMetadataServer::Start() { return impl_->Start(); }
 int HttpMetadataServer::port() const { return impl_->port(); }
 
 void HttpMetadataServer::Stop() { impl_->Stop(); }
+
+uint64_t HttpMetadataServer::auth_refusals() const { return impl_->auth_refusals(); }
 
 }  // namespace mooncake::metadata

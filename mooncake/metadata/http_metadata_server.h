@@ -49,6 +49,9 @@ struct HttpMetadataServerOptions {
                                                        // and longest stall while sending a reply
   absl::Duration idle_timeout = absl::Seconds(60);     // keep-alive connection with no request
   size_t max_connections = 1024;                       // open client connections
+  // With a token (MC_AUTH_TOKEN), PUT and DELETE must carry it in the x-mooncake-auth header or
+  // get 401; GET stays open. "" = anyone may write (Mooncake's behaviour).
+  std::string auth_token;
 };
 
 // HttpMetadataServer serves the metadata API on background threads. Thread-safe.
@@ -71,6 +74,9 @@ class HttpMetadataServer {
 
   // Stop closes the listener and every connection and joins the serving thread. Idempotent.
   void Stop();
+
+  // Writes refused for a missing or wrong token (options.auth_token).
+  uint64_t auth_refusals() const;
 
  private:
   class Impl;

@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/common/mutex_mode.h"
 #include "mooncake/metadata/http_metadata_server.h"
@@ -55,6 +56,12 @@ int main(int argc, char** argv) {
   options.max_keys = static_cast<size_t>(absl::GetFlag(FLAGS_max_keys));
   options.max_total_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_total_bytes));
   options.max_inflight_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_inflight_bytes));
+  absl::StatusOr<std::string> token = mooncake::AuthTokenFromEnv();
+  if (!token.ok()) {
+    MC_LOG(ERROR) << token.status().message();
+    return 2;
+  }
+  options.auth_token = *token;  // PUT and DELETE then need it (x-mooncake-auth)
   mooncake::metadata::HttpMetadataServer server(options);
   absl::Status started = server.Start();
   if (!started.ok()) {

@@ -19,7 +19,7 @@ constexpr char kUsage[] =
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetadataClient>> NewMetadataClient(
-    const std::string& connection_string) {
+    const std::string& connection_string, const std::string& auth_token) {
   absl::string_view text = absl::StripAsciiWhitespace(connection_string);
   if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("empty metadata connection string; ", kUsage));
@@ -31,7 +31,9 @@ absl::StatusOr<std::unique_ptr<MetadataClient>> NewMetadataClient(
   }
   if (absl::StartsWithIgnoreCase(text, "http://")) {
     std::string url = absl::StrCat("http://", text.substr(7));
-    auto client = HttpMetadataClient::Create(url);
+    HttpMetadataClientOptions options;
+    options.auth_token = auth_token;
+    auto client = HttpMetadataClient::Create(url, options);
     if (!client.ok()) return client.status();
     return std::unique_ptr<MetadataClient>(*std::move(client));
   }

@@ -42,9 +42,10 @@ class MetadataClient {
 
 // NewMetadataClient returns the backend for `connection_string` (see the file comment). It does
 // not contact the service; the first call reports an unreachable one. "P2PHANDSHAKE" and unknown
-// schemes are InvalidArgument errors that say what to use instead.
+// schemes are InvalidArgument errors that say what to use instead. `auth_token` (MC_AUTH_TOKEN)
+// goes with every HTTP request; etcd has its own access control and does not take it.
 absl::StatusOr<std::unique_ptr<MetadataClient>> NewMetadataClient(
-    const std::string& connection_string);
+    const std::string& connection_string, const std::string& auth_token = "");
 
 }  // namespace mooncake::metadata
 

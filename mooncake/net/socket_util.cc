@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <vector>
@@ -280,6 +281,25 @@ absl::Status DiscardBytes(int fd, uint64_t length) {
     length -= n;
   }
   return absl::OkStatus();
+}
+
+void FinishRefusal(int fd, int max_wait_ms) {
+  shutdown(fd, SHUT_WR);
+  char scratch[64 << 10];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_wait_ms);
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return;
+    pollfd p{fd, POLLIN, 0};
+    int ready = poll(&p, 1, static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;
+    ssize_t n = recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) return;  // the peer closed (or reset): nothing more to protect
+  }
 }
 
 }  // namespace mooncake

@@ -50,6 +50,12 @@ absl::Status RecvAll(int fd, void* data, size_t length);
 // DiscardBytes reads and drops `length` bytes (to skip a payload that cannot be accepted).
 absl::Status DiscardBytes(int fd, uint64_t length);
 
+// FinishRefusal is for a server that has just sent its final (error) reply and will close: it
+// shuts its side down and drops what the peer still sends, for at most `max_wait` or until the
+// peer closes, so that closing with unread bytes (a TCP reset) does not destroy the reply before
+// the peer reads it. The caller still closes the fd.
+void FinishRefusal(int fd, int max_wait_ms = 2000);
+
 }  // namespace mooncake
 
 #endif  // MOONCAKE_NET_SOCKET_UTIL_H_

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
@@ -51,10 +52,16 @@ absl::Status StoreClient::Setup() {
   const ClientConfig& config = options_.config;
   std::mt19937_64 random(std::random_device{}());
   client_id_ = {random() | 1, random()};
+  // MC_AUTH_TOKEN, else the engine options' token: for the master as for the data path.
+  absl::StatusOr<std::string> env_token = AuthTokenFromEnv();
+  if (!env_token.ok()) return env_token.status();
+  const std::string auth_token =
+      env_token->empty() ? options_.engine_options.auth_token : *env_token;
   if (options_.master == nullptr && absl::StartsWith(config.master_server_address, "etcd://")) {
     EtcdMasterClientOptions m;  // HA masters (docs/ha.md)
     m.address = config.master_server_address;
     m.rpc_timeout = std::min(options_.rpc_timeout, absl::Seconds(2));
+    m.auth_token = auth_token;
     auto master = EtcdMasterClient::Create(m);
     if (!master.ok()) return master.status();
     master_ = std::move(*master);
@@ -62,6 +69,7 @@ absl::Status StoreClient::Setup() {
     GrpcMasterClientOptions m;
     m.address = config.master_server_address;
     m.rpc_timeout = options_.rpc_timeout;
+    m.auth_token = auth_token;
     auto master = GrpcMasterClient::Create(m);
     if (!master.ok()) return master.status();
     master_ = std::move(*master);
@@ -82,6 +90,7 @@ absl::Status StoreClient::Setup() {
     e.metadata_server = config.metadata_server;
     e.protocol = config.protocol;
     if (absl::Status s = e.ApplyEnv(); !s.ok()) return s;
+    e.auth_token = auth_token;
     auto engine = TransferEngine::Create(e);
     if (!engine.ok()) return engine.status();
     owned_engine_ = std::move(*engine);

@@ -92,18 +92,18 @@ class TransferEngine::TcpControl final : public PeerControl {
                                const ReplyConsumer& consume) override {
     absl::StatusOr<HostPort> peer = PeerAddress(segment);
     if (!peer.ok()) return peer.status();
-    absl::Status s =
-        ControlCallInto(peer->host, peer->port, FrameOp::kService, request,
-                        engine_->options_.connect_timeout, [&](int fd, uint64_t length) {
-                          SocketReader reader(fd, length);
-                          absl::Status consumed = consume(reader);
-                          // A consumer that stops early leaves the frame unread: an error, never a
-                          // silent cut.
-                          if (consumed.ok() && reader.left() != 0) {
-                            consumed = absl::DataLossError("reply not fully read");
-                          }
-                          return consumed;
-                        });
+    absl::Status s = ControlCallInto(peer->host, peer->port, FrameOp::kService, request,
+                                     engine_->options_.connect_timeout,
+                                     engine_->options_.auth_token, [&](int fd, uint64_t length) {
+                                       SocketReader reader(fd, length);
+                                       absl::Status consumed = consume(reader);
+                                       // A consumer that stops early leaves the frame unread: an
+                                       // error, never a silent cut.
+                                       if (consumed.ok() && reader.left() != 0) {
+                                         consumed = absl::DataLossError("reply not fully read");
+                                       }
+                                       return consumed;
+                                     });
     return Refused(segment, *peer, std::move(s));
   }
 
@@ -155,8 +155,8 @@ class TransferEngine::TcpControl final : public PeerControl {
 
   absl::StatusOr<std::string> Call(const std::string& segment, const std::string& host, int port,
                                    FrameOp op, const std::string& payload) {
-    absl::StatusOr<std::string> reply =
-        ControlCall(host, port, op, payload, engine_->options_.connect_timeout);
+    absl::StatusOr<std::string> reply = ControlCall(
+        host, port, op, payload, engine_->options_.connect_timeout, engine_->options_.auth_token);
     if (!reply.ok()) return Refused(segment, HostPort{host, port}, reply.status());
     return reply;
   }
@@ -330,7 +330,8 @@ std::shared_ptr<const TransferEngine::SegmentView> TransferEngine::BuildView(
   for (const BufferDesc& b : desc.buffers) any_shared |= b.shm;
   if (options_.allow_shm && shm_exporter_ != nullptr && desc.host_id == host_id_ &&
       !desc.shm_socket.empty() && any_shared) {
-    absl::StatusOr<std::unique_ptr<ShmPeer>> peer = ShmPeer::Connect(desc.shm_socket);
+    absl::StatusOr<std::unique_ptr<ShmPeer>> peer =
+        ShmPeer::Connect(desc.shm_socket, options_.auth_token);
     if (peer.ok()) {
       // Read the generation, then the descriptor again: a change after this read bumps it.
       const uint64_t generation = (*peer)->Generation();
@@ -358,6 +359,7 @@ std::shared_ptr<const TransferEngine::SegmentView> TransferEngine::BuildView(
       o.connect_timeout = options_.connect_timeout;
       o.reconnect_backoff = options_.reconnect_backoff;
       o.clock = clock_;
+      o.auth_token = options_.auth_token;
       tcp = std::make_shared<TcpPeer>(name, desc.tcp_host, desc.tcp_port, o);
     }
     view->routes.push_back(std::make_shared<TcpRoute>(std::move(tcp)));

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/byte_size.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
@@ -38,6 +39,11 @@ int DefaultCopyThreads() {
 
 absl::Status TransferEngineOptions::ApplyEnv() {
   auto env = [](const char* name) -> const char* { return std::getenv(name); };
+  if (env(kAuthTokenEnv) != nullptr) {
+    absl::StatusOr<std::string> token = AuthTokenFromEnv();
+    if (!token.ok()) return token.status();
+    auth_token = *token;
+  }
   if (const char* v = env("MC_TCP_LANES")) {
     if (!absl::SimpleAtoi(v, &tcp_lanes) || tcp_lanes < 1 || tcp_lanes > 64) {
       return MakeError(ErrorCode::INVALID_PARAMS,
@@ -150,9 +156,12 @@ absl::Status TransferEngine::Init() {
 
   if (options_.serve_tcp) {
     std::string bind = options_.bind_address.empty() ? host_ : options_.bind_address;
+    TcpDataServerOptions server_options;
+    server_options.auth_token = options_.auth_token;
     tcp_server_ = std::make_unique<TcpDataServer>(
         &registry_,
-        [this](FrameOp op, const std::string& payload) { return HandleControl(op, payload); });
+        [this](FrameOp op, const std::string& payload) { return HandleControl(op, payload); },
+        server_options);
     tcp_server_->SetServiceFn([this](const std::string& payload, ControlReplyStream& reply) {
       return HandleServiceStream(payload, reply);
     });
@@ -190,7 +199,7 @@ absl::Status TransferEngine::Init() {
   }
 
   if (options_.allow_shm) {
-    shm_exporter_ = std::make_unique<ShmExporter>(&registry_);
+    shm_exporter_ = std::make_unique<ShmExporter>(&registry_, options_.auth_token);
     std::string name = absl::StrFormat("mooncake-shm-%d-%d-%x", getpid(), rpc_port_,
                                        reinterpret_cast<uintptr_t>(this));
     if (absl::Status e = shm_exporter_->Start(name); !e.ok()) {
@@ -202,7 +211,7 @@ absl::Status TransferEngine::Init() {
   if (seams_.metadata != nullptr) {
     metadata_ = seams_.metadata;
   } else if (options_.metadata_server != kP2PHandshake) {
-    auto client = metadata::NewMetadataClient(options_.metadata_server);
+    auto client = metadata::NewMetadataClient(options_.metadata_server, options_.auth_token);
     if (!client.ok()) return client.status();
     metadata_ = std::move(*client);
   }

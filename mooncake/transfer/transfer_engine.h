@@ -99,6 +99,9 @@ struct TransferEngineOptions {
   absl::Duration segment_idle_timeout = absl::Minutes(5);
   // How often the engine checks that the peers holding RDMA endpoints to it are still alive.
   absl::Duration accepted_probe_interval = absl::Seconds(30);
+  // The shared secret (MC_AUTH_TOKEN) this engine's servers require and its clients present: on
+  // the TCP data port, the shm handshake and metadata server writes (common/auth_token.h).
+  std::string auth_token;
 
   // ApplyEnv overrides fields from the MC_* variables named above; errors name the variable.
   absl::Status ApplyEnv();

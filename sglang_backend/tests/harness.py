@@ -94,7 +94,8 @@ class Service:
         return self.proc.returncode
 
 
-def start_master(port=None, metrics_port=None, client_ttl=None, lease_ttl_ms=None, extra=()):
+def start_master(port=None, metrics_port=None, client_ttl=None, lease_ttl_ms=None, extra=(),
+                 env=None):
     """mooncake_master on loopback; .address is "127.0.0.1:port"."""
     port = port or free_port()
     metrics_port = metrics_port or free_port()
@@ -111,14 +112,14 @@ def start_master(port=None, metrics_port=None, client_ttl=None, lease_ttl_ms=Non
         with contextlib.closing(socket.socket()) as s:
             return s.connect_ex((HOST, port)) == 0
 
-    service = Service("master", argv, ready)
+    service = Service("master", argv, ready, env=env)
     service.port = port
     service.metrics_port = metrics_port
     service.address = f"{HOST}:{port}"
     return service
 
 
-def start_metadata_server(port=None, as_module=False):
+def start_metadata_server(port=None, as_module=False, env=None):
     """The HTTP metadata server, from the console script or `python -m`; .url ends in /metadata."""
     port = port or free_port()
     if as_module:
@@ -128,7 +129,7 @@ def start_metadata_server(port=None, as_module=False):
         argv = [os.path.join(BIN_DIR, "mooncake_http_metadata_server"), "--host", HOST,
                 "--port", str(port)]
     service = Service("metadata", argv,
-                      lambda: http_get(f"http://{HOST}:{port}/health", 0.5)[0] == 200)
+                      lambda: http_get(f"http://{HOST}:{port}/health", 0.5)[0] == 200, env=env)
     service.port = port
     service.url = f"http://{HOST}:{port}/metadata"
     return service

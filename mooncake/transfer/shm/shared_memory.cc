@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/net/socket_util.h"
@@ -23,6 +24,12 @@ namespace {
 struct ShmRequest {
   uint64_t buffer_addr;  // 0 asks for the generation page
 };
+// An owner with a token (MC_AUTH_TOKEN) first expects ShmRequest{kShmAuthMagic}, a u64 token
+// length (1..kMaxAuthTokenBytes) and the token, and answers a ShmReply without an fd. The magic
+// is not a canonical user-space address, so it never names a buffer. Anything else as the first
+// request gets a ShmReply with kShmAuthRefused and the connection closes.
+constexpr uint64_t kShmAuthMagic = 0x48545541484d434dull;  // "MCMHAUTH"
+constexpr int32_t kShmAuthRefused = -2;
 constexpr uint64_t kControlPageBytes = 4096;
 
 std::atomic<uint64_t>* GenerationIn(const void* page) {
@@ -69,8 +76,9 @@ void FreeSharedBuffer(const SharedBuffer& buffer) {
   if (buffer.fd >= 0) close(buffer.fd);
 }
 
-ShmExporter::ShmExporter(const MemoryRegistry* registry)
+ShmExporter::ShmExporter(const MemoryRegistry* registry, std::string auth_token)
     : registry_(registry),
+      auth_token_(std::move(auth_token)),
       server_(
           "shm exporter", 1024, [this](int fd) { Serve(fd); },
           [](int fd) {
@@ -110,11 +118,35 @@ void ShmExporter::BumpGeneration() {
 }
 
 void ShmExporter::Serve(int fd) {
+  bool authenticated = auth_token_.empty();
   while (!server_.stopping()) {
     ShmRequest req;
     ssize_t n = recv(fd, &req, sizeof(req), MSG_WAITALL);
     if (n != static_cast<ssize_t>(sizeof(req))) break;
     ShmReply reply{0, 0, 0};
+    if (req.buffer_addr == kShmAuthMagic) {
+      uint64_t length = 0;
+      if (recv(fd, &length, sizeof(length), MSG_WAITALL) != sizeof(length)) break;
+      if (length == 0 || length > kMaxAuthTokenBytes) break;
+      std::string token(length, '\0');
+      if (recv(fd, token.data(), length, MSG_WAITALL) != static_cast<ssize_t>(length)) break;
+      if (!AuthTokenMatches(auth_token_, token)) {
+        auth_refusals_.fetch_add(1);
+        reply.status = kShmAuthRefused;
+        if (SendWithFd(fd, &reply, sizeof(reply), -1).ok()) FinishRefusal(fd);
+        break;
+      }
+      authenticated = true;
+      if (!SendWithFd(fd, &reply, sizeof(reply), -1).ok()) break;
+      continue;
+    }
+    if (!authenticated) {
+      MC_LOG(WARNING) << "shm exporter: refusing a peer without the right " << kAuthTokenEnv;
+      auth_refusals_.fetch_add(1);
+      reply.status = kShmAuthRefused;
+      if (SendWithFd(fd, &reply, sizeof(reply), -1).ok()) FinishRefusal(fd);
+      break;
+    }
     int send_fd = -1;
     auto buf = registry_->Find(req.buffer_addr, 1, /*remote=*/true);
     if (req.buffer_addr == 0) {
@@ -130,11 +162,15 @@ void ShmExporter::Serve(int fd) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<ShmPeer>> ShmPeer::Connect(const std::string& socket_name) {
+absl::StatusOr<std::unique_ptr<ShmPeer>> ShmPeer::Connect(const std::string& socket_name,
+                                                          const std::string& auth_token) {
   absl::StatusOr<int> fd = ConnectUnixAbstract(socket_name);
   if (!fd.ok()) return MakeError(ErrorCode::TRANSFER_FAIL, fd.status().message());
   std::unique_ptr<ShmPeer> peer(new ShmPeer(*fd));
   absl::MutexLock lock(&peer->mu_);
+  if (!auth_token.empty()) {
+    if (absl::Status a = peer->Authenticate(auth_token); !a.ok()) return a;
+  }
   uint64_t length = 0;
   absl::StatusOr<int> control = peer->RequestFd(0, &length);
   if (!control.ok()) return control.status();
@@ -149,6 +185,28 @@ uint64_t ShmPeer::Generation() const {
   return GenerationIn(control_)->load(std::memory_order_acquire);
 }
 
+absl::Status ShmPeer::Authenticate(const std::string& token) {
+  struct {
+    ShmRequest req;
+    uint64_t length;
+  } head{{kShmAuthMagic}, token.size()};
+  iovec iov[2] = {{&head, sizeof(head)}, {const_cast<char*>(token.data()), token.size()}};
+  if (!SendAll(fd_, iov, 2).ok()) {
+    dead_ = true;
+    return Errno("shm handshake send");
+  }
+  ShmReply reply;
+  int memfd = -1;
+  absl::Status got = RecvWithFd(fd_, &reply, sizeof(reply), &memfd);
+  if (memfd >= 0) close(memfd);
+  if (!got.ok()) {
+    dead_ = true;
+    return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner closed the handshake");
+  }
+  if (reply.status != 0) return AuthRefused("the shared-memory owner");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> ShmPeer::RequestFd(uint64_t buffer_addr, uint64_t* length) {
   ShmRequest req{buffer_addr};
   if (send(fd_, &req, sizeof(req), MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof(req))) {
@@ -161,6 +219,11 @@ absl::StatusOr<int> ShmPeer::RequestFd(uint64_t buffer_addr, uint64_t* length) {
     if (memfd >= 0) close(memfd);
     dead_ = true;
     return MakeError(ErrorCode::TRANSFER_FAIL, "shared-memory owner closed the handshake");
+  }
+  if (reply.status == kShmAuthRefused) {
+    if (memfd >= 0) close(memfd);
+    dead_ = true;
+    return AuthRefused("the shared-memory owner");
   }
   if (reply.status != 0 || memfd < 0) {
     if (memfd >= 0) close(memfd);

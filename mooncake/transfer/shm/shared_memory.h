@@ -15,6 +15,7 @@
 #ifndef MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
 #define MOONCAKE_TRANSFER_SHM_SHARED_MEMORY_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -44,7 +45,8 @@ void FreeSharedBuffer(const SharedBuffer& buffer);
 
 class ShmExporter {
  public:
-  explicit ShmExporter(const MemoryRegistry* registry);
+  // With a non-empty `auth_token` (MC_AUTH_TOKEN) a peer must present it before anything else.
+  explicit ShmExporter(const MemoryRegistry* registry, std::string auth_token = "");
   ~ShmExporter();
   // Start listens on abstract socket "@<name>".
   absl::Status Start(const std::string& name);
@@ -52,20 +54,26 @@ class ShmExporter {
   const std::string& name() const { return name_; }
   // BumpGeneration tells peers that the owner's buffers changed.
   void BumpGeneration();
+  // Peers refused for a missing or wrong token.
+  uint64_t auth_refusals() const { return auth_refusals_.load(); }
 
  private:
   void Serve(int fd);
 
   const MemoryRegistry* const registry_;
+  const std::string auth_token_;
   std::string name_;
+  std::atomic<uint64_t> auth_refusals_{0};
   SharedBuffer control_;  // one page; a std::atomic<uint64_t> generation at offset 0
   ConnectionServer server_;
 };
 
 class ShmPeer {
  public:
-  // Connect opens the handshake connection to an owner's exporter socket.
-  static absl::StatusOr<std::unique_ptr<ShmPeer>> Connect(const std::string& socket_name);
+  // Connect opens the handshake connection to an owner's exporter socket, presenting
+  // `auth_token` first when it is not empty.
+  static absl::StatusOr<std::unique_ptr<ShmPeer>> Connect(const std::string& socket_name,
+                                                          const std::string& auth_token = "");
   ~ShmPeer();
 
   // Alive is false once the owner closed the connection (exited, crashed, or stopped exporting).
@@ -84,6 +92,7 @@ class ShmPeer {
   explicit ShmPeer(int fd) : fd_(fd) {}
   absl::StatusOr<int> RequestFd(uint64_t buffer_addr, uint64_t* length)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Authenticate(const std::string& token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct Mapping {
     char* base;
     uint64_t length;

@@ -54,6 +54,48 @@ TEST(SharedMemoryTest, PeerMapsTheOwnersMemoryAndSeesWrites) {
   FreeSharedBuffer(*buf);
 }
 
+// MC_AUTH_TOKEN on: no memfd (not even the generation page) for a peer without the owner's token.
+TEST(SharedMemoryTest, OwnerWithTokenGrantsNothingWithoutIt) {
+  MemoryRegistry registry;
+  absl::StatusOr<SharedBuffer> buf = AllocateSharedBuffer(1 << 16, "test");
+  ASSERT_TRUE(buf.ok()) << buf.status();
+  RegisteredBuffer rb;
+  rb.addr = reinterpret_cast<uint64_t>(buf->addr);
+  rb.length = buf->length;
+  rb.shm_fd = buf->fd;
+  ASSERT_TRUE(registry.Register(rb).ok());
+  ShmExporter exporter(&registry, "s3cret");
+  ASSERT_TRUE(exporter.Start("mooncake-shm-auth-test-" + std::to_string(getpid())).ok());
+  for (const char* token : {"", "wrong", "s3cret-and-more"}) {
+    auto peer = ShmPeer::Connect(exporter.name(), token);
+    ASSERT_FALSE(peer.ok()) << "token '" << token << "'";
+    EXPECT_EQ(ToErrorCode(peer.status()), ErrorCode::INVALID_PARAMS);
+    EXPECT_NE(peer.status().message().find("MC_AUTH_TOKEN"), absl::string_view::npos)
+        << peer.status();
+  }
+  EXPECT_EQ(exporter.auth_refusals(), 3u);
+  auto peer = ShmPeer::Connect(exporter.name(), "s3cret");
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  absl::StatusOr<char*> p = (*peer)->Translate(rb.addr, rb.length, rb.addr, 5);
+  ASSERT_TRUE(p.ok()) << p.status();
+  memcpy(*p, "hello", 5);
+  EXPECT_EQ(memcmp(buf->addr, "hello", 5), 0);
+  peer->reset();
+  exporter.Stop();
+  FreeSharedBuffer(*buf);
+}
+
+TEST(SharedMemoryTest, OwnerWithoutTokenAcceptsPeersThatSendOne) {
+  MemoryRegistry registry;
+  ShmExporter exporter(&registry);
+  ASSERT_TRUE(exporter.Start("mooncake-shm-noauth-test-" + std::to_string(getpid())).ok());
+  auto peer = ShmPeer::Connect(exporter.name(), "client-has-one");
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ((*peer)->Generation(), 1u);
+  peer->reset();
+  exporter.Stop();
+}
+
 TEST(SharedMemoryTest, ConnectToMissingOwnerFails) {
   EXPECT_FALSE(ShmPeer::Connect("mooncake-shm-nobody-here").ok());
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/clock.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
@@ -85,14 +86,23 @@ void TcpDataServer::Serve(int fd) {
     connections_.insert(&conn);
   }
   FrameHeader h;
+  bool authenticated = options_.auth_token.empty();
   while (!server_.stopping() && !conn.fenced.load() && RecvHeader(fd, &h, server_)) {
     absl::Status valid = h.Validate();
     if (!valid.ok()) {
       MC_LOG(WARNING) << "tcp data server: closing connection after malformed frame: " << valid;
       break;
     }
+    if (!authenticated) {
+      if (!Authenticate(fd, h)) break;
+      authenticated = true;
+      continue;
+    }
     bool keep = false;
     switch (h.op) {
+      case FrameOp::kAuth:  // a token for a server that has none (or a repeat): ignored
+        keep = DiscardBytes(fd, h.length).ok();
+        break;
       case FrameOp::kWrite:
         keep = HandleWrite(&conn, h);
         break;
@@ -131,6 +141,26 @@ bool TcpDataServer::SendError(int fd, const FrameHeader& request, FrameOp op,
   r.length = message.size();
   iovec iov[2] = {{&r, sizeof(r)}, {message.data(), message.size()}};
   return SendAll(fd, iov, 2).ok();
+}
+
+bool TcpDataServer::Authenticate(int fd, const FrameHeader& h) {
+  std::string given;
+  if (h.op == FrameOp::kAuth) {
+    given.resize(h.length);  // Validate: at most kMaxAuthTokenBytes
+    if (!RecvAll(fd, given.data(), given.size()).ok()) return false;
+    if (AuthTokenMatches(options_.auth_token, given)) return true;
+  } else if (h.op != FrameOp::kRead && !DiscardBytes(fd, h.length).ok()) {
+    return false;  // the payload is read (never applied) so the error reply is not lost to a reset
+  }
+  auth_refusals_.fetch_add(1);
+  MC_LOG(WARNING) << "tcp data server: refusing a connection without the right " << kAuthTokenEnv;
+  // The request's own reply op, so the peer reports the refusal as that request's error.
+  FrameOp reply = FrameOp::kAuthReply;
+  if (h.op != FrameOp::kAuth && h.op != FrameOp::kHello) {
+    reply = static_cast<FrameOp>(static_cast<uint8_t>(h.op) | 0x80);
+  }
+  if (SendError(fd, h, reply, AuthRefused("the tcp data server"))) FinishRefusal(fd);
+  return false;
 }
 
 // FrameHeader::Validate has already checked that a HELLO carries exactly its 8-byte token.

@@ -17,6 +17,7 @@
 #ifndef MOONCAKE_TRANSFER_TCP_TCP_DATA_SERVER_H_
 #define MOONCAKE_TRANSFER_TCP_TCP_DATA_SERVER_H_
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -41,6 +42,9 @@ struct TcpDataServerOptions {
   uint64_t control_budget_bytes = 64 << 20;
   // A peer stalled mid-frame this long is dropped (idle between frames is fine).
   int mid_frame_timeout_seconds = 60;
+  // The shared secret (MC_AUTH_TOKEN) every connection must present first; "" = anyone may
+  // connect (see tcp_frame.h, AUTH).
+  std::string auth_token;
 };
 
 class TcpDataServer {
@@ -71,6 +75,8 @@ class TcpDataServer {
   // FenceAll fences every open connection (see the file comment).
   void FenceAll();
   const MemoryBudget& control_budget() const { return budget_; }
+  // Connections refused for a missing or wrong token.
+  uint64_t auth_refusals() const { return auth_refusals_.load(); }
   void SetFaultHookForTesting(FaultHook hook);
   // SetServiceFn installs the SERVICE handler (before Start); without one SERVICE goes to
   // ControlFn.
@@ -85,6 +91,9 @@ class TcpDataServer {
   bool HandleControl(int fd, const FrameHeader& h);
   bool HandleServiceStream(int fd, const FrameHeader& h, const std::string& payload);
   bool HandleHello(Connection* conn);
+  // Authenticate answers the first frame of a connection when the server has a token: true when
+  // it was a matching AUTH; otherwise the error reply went out and the connection must close.
+  bool Authenticate(int fd, const FrameHeader& h);
   bool SendError(int fd, const FrameHeader& request, FrameOp op, const absl::Status& status);
   // Fence marks the connection named `token` fenced (or remembers the token, should its HELLO
   // still be on its way) and waits until it applies nothing more.
@@ -103,6 +112,7 @@ class TcpDataServer {
   std::set<uint64_t> fenced_tokens_ ABSL_GUARDED_BY(mu_);
   std::deque<uint64_t> fenced_order_ ABSL_GUARDED_BY(mu_);
   FaultHook fault_hook_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> auth_refusals_{0};
   ConnectionServer server_;
 };
 

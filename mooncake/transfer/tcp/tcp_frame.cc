@@ -1,6 +1,7 @@
 #include "mooncake/transfer/tcp/tcp_frame.h"
 
 #include "absl/strings/str_format.h"
+#include "mooncake/common/auth_token.h"
 
 namespace mooncake {
 
@@ -31,7 +32,13 @@ absl::Status FrameHeader::Validate() const {
         return absl::DataLossError("hello and fence frames carry one 8-byte token");
       }
       return absl::OkStatus();
+    case FrameOp::kAuth:
+      if (length == 0 || length > kMaxAuthTokenBytes) {
+        return absl::DataLossError("auth frames carry a token of 1 to 256 bytes");
+      }
+      return absl::OkStatus();
     case FrameOp::kFenceReply:
+    case FrameOp::kAuthReply:
       limit = kMaxErrorPayload;
       break;
     case FrameOp::kRdmaHandshake:

@@ -17,6 +17,14 @@
 //   SERVICE     client -> server  header + a request for the engine's service handler (the
 //                                 store's SSD tier: docs/ssd_tier.md)
 //   SERVICE_REPLY                 header + the handler's reply, or an error message
+//   AUTH        client -> server  header + the shared secret (MC_AUTH_TOKEN): the first frame of
+//                                 every connection to a server that has one; no reply when it
+//                                 matches
+//   AUTH_REPLY  server -> client  header (error status) + message: the token was missing or wrong;
+//                                 the server then closes the connection
+//
+// A server with a token answers any other first frame with that frame's reply op (AUTH_REPLY for
+// HELLO, which has none) carrying an error, and closes; nothing of the request is applied.
 //
 // Responses echo the request id; on one connection they come in request order. Little-endian hosts
 // only (x86-64, aarch64). A header that fails Validate() ends the connection: the stream cannot be
@@ -38,12 +46,14 @@ enum class FrameOp : uint8_t {
   kHello = 5,
   kFence = 6,
   kService = 7,
+  kAuth = 8,
   kWriteAck = 0x81,
   kReadData = 0x82,
   kDescriptor = 0x83,
   kRdmaHandshakeReply = 0x84,
   kFenceReply = 0x86,
   kServiceReply = 0x87,
+  kAuthReply = 0x88,
 };
 
 struct FrameHeader {

@@ -42,11 +42,15 @@ absl::StatusOr<std::unique_ptr<TcpLane>> TcpLane::Connect(const std::string& pee
   absl::StatusOr<int> fd = ConnectTcp(host, port, options.connect_timeout);
   if (!fd.ok()) return TransferFail(peer_name, fd.status().message());
   const uint64_t token = NewToken();
+  FrameHeader auth;
+  std::vector<iovec> iov;
+  AppendAuthFrame(options.auth_token, &auth, &iov);
   FrameHeader hello;
   hello.op = FrameOp::kHello;
   hello.length = sizeof(token);
-  iovec iov[2] = {{&hello, sizeof(hello)}, {const_cast<uint64_t*>(&token), sizeof(token)}};
-  if (absl::Status s = SendAll(*fd, iov, 2); !s.ok()) {
+  iov.push_back({&hello, sizeof(hello)});
+  iov.push_back({const_cast<uint64_t*>(&token), sizeof(token)});
+  if (absl::Status s = SendAll(*fd, iov.data(), static_cast<int>(iov.size())); !s.ok()) {
     close(*fd);
     return TransferFail(peer_name, s.message());
   }
@@ -206,6 +210,11 @@ absl::Status TcpLane::ReceiveOne() {
   absl::Status s = RecvAll(fd_, &h, sizeof(h));
   if (!s.ok()) return s;
   if (absl::Status v = h.Validate(); !v.ok()) return v;
+  if (h.op == FrameOp::kAuthReply) {      // the peer refused our token and is closing
+    std::string message(h.length, '\0');  // Validate: at most kMaxErrorPayload
+    if (absl::Status r = RecvAll(fd_, message.data(), message.size()); !r.ok()) return r;
+    return absl::PermissionDeniedError(message);
+  }
   TcpSlice* slice = nullptr;
   {
     absl::MutexLock lock(&mu_);
@@ -250,8 +259,8 @@ void TcpLane::RecvLoop() {
 
 bool TcpLane::Settle() {
   const std::string token(reinterpret_cast<const char*>(&token_), sizeof(token_));
-  absl::StatusOr<std::string> fenced =
-      ControlCall(host_, port_, FrameOp::kFence, token, options_.connect_timeout);
+  absl::StatusOr<std::string> fenced = ControlCall(host_, port_, FrameOp::kFence, token,
+                                                   options_.connect_timeout, options_.auth_token);
   if (fenced.ok()) return true;
   // Nobody listens there: the server process is gone, and its memory with it.
   if (SocketErrno(fenced.status()) == ECONNREFUSED) return true;

@@ -55,6 +55,7 @@ struct TcpPeerOptions {
   absl::Duration connect_timeout = absl::Seconds(3);
   absl::Duration reconnect_backoff = absl::Milliseconds(500);
   Clock* clock = nullptr;  // timeouts and backoff; nullptr: RealClock
+  std::string auth_token;  // presented on every connection (MC_AUTH_TOKEN); "" = none
 };
 
 class TcpLane {

@@ -13,6 +13,7 @@
 #include "mooncake/common/error_code.h"
 #include "mooncake/net/socket_util.h"
 #include "mooncake/transfer/memory_registry.h"
+#include "mooncake/transfer/tcp/tcp_control.h"
 #include "mooncake/transfer/tcp/tcp_data_server.h"
 
 namespace mooncake {
@@ -30,10 +31,18 @@ class TcpTransportTest : public ::testing::Test {
     b.addr = reinterpret_cast<uint64_t>(remote_.data() + kGuard);
     b.length = kSize;
     ASSERT_TRUE(registry_.Register(b).ok());
+    StartServer("");
+  }
+  void StartServer(const std::string& auth_token) {
+    if (server_ != nullptr) server_->Stop();
+    TcpDataServerOptions options;
+    options.auth_token = auth_token;
     server_ = std::make_unique<TcpDataServer>(
-        &registry_, [](FrameOp, const std::string&) -> absl::StatusOr<std::string> {
+        &registry_,
+        [](FrameOp, const std::string&) -> absl::StatusOr<std::string> {
           return std::string("{}");
-        });
+        },
+        options);
     ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
   }
   uint64_t RemoteAddr(size_t off) {
@@ -45,10 +54,11 @@ class TcpTransportTest : public ::testing::Test {
     }
     return true;
   }
-  std::unique_ptr<TcpPeer> MakePeer(int lanes, uint64_t slice) {
+  std::unique_ptr<TcpPeer> MakePeer(int lanes, uint64_t slice, const std::string& token = "") {
     TcpPeerOptions o;
     o.lanes = lanes;
     o.slice_size = slice;
+    o.auth_token = token;
     o.reconnect_backoff = absl::ZeroDuration();
     return std::make_unique<TcpPeer>("test-peer", "127.0.0.1", server_->port(), o);
   }
@@ -113,6 +123,49 @@ TEST_F(TcpTransportTest, ServerRejectsUnregisteredRangesAndWritesNothing) {
   // The connection stays usable after a rejected request.
   EXPECT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 4096).ok());
   EXPECT_EQ(registry_.remote_refusals() - refused_before, 2u);
+}
+
+// MC_AUTH_TOKEN on: only a peer presenting the server's token reads or writes a byte.
+TEST_F(TcpTransportTest, ServerWithTokenServesOnlyPeersThatPresentIt) {
+  StartServer("s3cret");
+  std::vector<unsigned char> before(remote_);
+  char* src = reinterpret_cast<char*>(local_.data());
+  std::vector<unsigned char> back(4096, 0);
+  char* dst = reinterpret_cast<char*>(back.data());
+  for (const std::string& token : {std::string(), std::string("wrong"), std::string("s3cre")}) {
+    auto peer = MakePeer(1, 64 << 10, token);
+    absl::Status w = Run(peer.get(), true, src, RemoteAddr(0), 64 << 10);
+    ASSERT_FALSE(w.ok()) << "token '" << token << "'";
+    EXPECT_NE(w.message().find("MC_AUTH_TOKEN"), absl::string_view::npos) << w;
+    absl::Status r = Run(peer.get(), false, dst, RemoteAddr(0), back.size());
+    EXPECT_FALSE(r.ok());
+    EXPECT_EQ(back, std::vector<unsigned char>(back.size(), 0)) << "a refused read returned data";
+    // The descriptor (the P2P handshake) is refused as well.
+    absl::StatusOr<std::string> desc = ControlCall(
+        "127.0.0.1", server_->port(), FrameOp::kGetDescriptor, "", absl::Seconds(5), token);
+    ASSERT_FALSE(desc.ok());
+    EXPECT_NE(desc.status().message().find("MC_AUTH_TOKEN"), absl::string_view::npos);
+  }
+  EXPECT_EQ(remote_, before) << "a refused peer changed registered memory";
+  EXPECT_GE(server_->auth_refusals(), 6u);
+
+  auto good = MakePeer(2, 64 << 10, "s3cret");
+  ASSERT_TRUE(Run(good.get(), true, src, RemoteAddr(0), kSize).ok());
+  EXPECT_EQ(memcmp(remote_.data() + kGuard, local_.data(), kSize), 0);
+  ASSERT_TRUE(Run(good.get(), false, dst, RemoteAddr(0), back.size()).ok());
+  EXPECT_EQ(memcmp(back.data(), local_.data(), back.size()), 0);
+  EXPECT_TRUE(ControlCall("127.0.0.1", server_->port(), FrameOp::kGetDescriptor, "",
+                          absl::Seconds(5), "s3cret")
+                  .ok());
+  EXPECT_TRUE(GuardsIntact());
+}
+
+TEST_F(TcpTransportTest, ServerWithoutTokenIgnoresOne) {
+  auto peer = MakePeer(1, 64 << 10, "client-has-one");
+  char* src = reinterpret_cast<char*>(local_.data());
+  ASSERT_TRUE(Run(peer.get(), true, src, RemoteAddr(0), 64 << 10).ok());
+  EXPECT_EQ(memcmp(remote_.data() + kGuard, local_.data(), 64 << 10), 0);
+  EXPECT_EQ(server_->auth_refusals(), 0u);
 }
 
 TEST_F(TcpTransportTest, MalformedFramesCloseOnlyThatConnection) {
