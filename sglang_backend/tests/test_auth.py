@@ -3,6 +3,8 @@ without the token cannot write metadata, use the master, or read or write anothe
 segment; with the token everything works as before. Off by default."""
 
 import os
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -84,6 +86,20 @@ def test_store_without_the_token_cannot_register_or_read(token_env):
     metadata = harness.start_metadata_server(env=env, as_module=True)
     node = harness.start_storage_node(master, env=env, args=(f"--metadata={metadata.url}",))
     try:
+        # The metadata server (python -m mooncake.http_metadata_server) takes writes only with
+        # the token; reads stay open.
+        def put(headers):
+            req = urllib.request.Request(f"{metadata.url}?key=probe", data=b"{}", method="PUT",
+                                         headers=headers)
+            try:
+                return urllib.request.urlopen(req, timeout=5).status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert put({}) == 401
+        assert put({"x-mooncake-auth": "wrong-token"}) == 401
+        assert put({"x-mooncake-auth": TOKEN}) == 200
+        assert harness.http_get(f"{metadata.url}?key=probe")[0] == 200
         stores = []
 
         def setup(token):
