@@ -244,7 +244,7 @@ class Run:
 
     # The run.
     def run(self):
-        start = time.time()
+        start = self.started = time.time()
         self.net.up()
         try:
             self.start_master()
@@ -353,7 +353,7 @@ class Run:
         """(wall-clock time, "mounted"|"unmounted", segment name) from the master's log, up to
         the final check (the workers' own closes come after it)."""
         events = []
-        year = datetime.datetime.now(datetime.timezone.utc).year
+        year = datetime.datetime.now().year
         pat = re.compile(r"^I(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d+) .*\] "
                          r"(mounted|unmounted) segment (\S+)")
         with open(self.master_log, "rb") as f:
@@ -361,11 +361,16 @@ class Run:
                 m = pat.match(line)
                 if m:
                     mo, d, hh, mm, ss, frac, what, name = m.groups()
+                    # The master logs local time (common/logging.cc): a naive datetime is local.
                     t = datetime.datetime(year, int(mo), int(d), int(hh), int(mm), int(ss),
-                                          int(frac[:6].ljust(6, "0")),
-                                          tzinfo=datetime.timezone.utc).timestamp()
+                                          int(frac[:6].ljust(6, "0"))).timestamp()
+                    if not self.started - 60 < t < time.time() + 60:
+                        # A skewed clock would excuse every loss: refuse to judge the run.
+                        raise RuntimeError(f"master log time {t} outside the run: {line}")
                     if t < self.check_time:
                         events.append((t, what, name))
+        if not any(what == "mounted" for _, what, _ in events):
+            raise RuntimeError("no 'mounted segment' line in the master's log")
         return sorted(events)
 
     @staticmethod
