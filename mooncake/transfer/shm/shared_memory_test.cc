@@ -10,14 +10,20 @@
 namespace mooncake {
 namespace {
 
+// The registration of a shared buffer, as the engine makes it.
+RegisteredBuffer Shared(const SharedBuffer& buf) {
+  RegisteredBuffer rb;
+  rb.addr = reinterpret_cast<uint64_t>(buf.addr);
+  rb.length = buf.length;
+  rb.shm_fd = buf.fd;
+  return rb;
+}
+
 TEST(SharedMemoryTest, PeerMapsTheOwnersMemoryAndSeesWrites) {
   MemoryRegistry registry;
   absl::StatusOr<SharedBuffer> buf = AllocateSharedBuffer(1 << 20, "test");
   ASSERT_TRUE(buf.ok()) << buf.status();
-  RegisteredBuffer rb;
-  rb.addr = reinterpret_cast<uint64_t>(buf->addr);
-  rb.length = buf->length;
-  rb.shm_fd = buf->fd;
+  const RegisteredBuffer rb = Shared(*buf);
   ASSERT_TRUE(registry.Register(rb).ok());
   ShmExporter exporter(&registry);
   ASSERT_TRUE(exporter.Start("mooncake-shm-test-" + std::to_string(getpid())).ok());
@@ -59,10 +65,7 @@ TEST(SharedMemoryTest, OwnerWithTokenGrantsNothingWithoutIt) {
   MemoryRegistry registry;
   absl::StatusOr<SharedBuffer> buf = AllocateSharedBuffer(1 << 16, "test");
   ASSERT_TRUE(buf.ok()) << buf.status();
-  RegisteredBuffer rb;
-  rb.addr = reinterpret_cast<uint64_t>(buf->addr);
-  rb.length = buf->length;
-  rb.shm_fd = buf->fd;
+  const RegisteredBuffer rb = Shared(*buf);
   ASSERT_TRUE(registry.Register(rb).ok());
   ShmExporter exporter(&registry, "s3cret");
   ASSERT_TRUE(exporter.Start("mooncake-shm-auth-test-" + std::to_string(getpid())).ok());
