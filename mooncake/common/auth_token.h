@@ -16,12 +16,16 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace mooncake {
 
 inline constexpr char kAuthTokenEnv[] = "MC_AUTH_TOKEN";
 // Tokens travel in frames and HTTP headers: 1..256 printable ASCII bytes, no spaces.
 inline constexpr size_t kMaxAuthTokenBytes = 256;
+// A server with a token gives a new connection this long to present it (one frame); until then
+// it reads nothing of the peer beyond that frame's header and at most kMaxAuthTokenBytes.
+inline constexpr absl::Duration kAuthFrameTimeout = absl::Seconds(5);
 // The HTTP header (metadata server) and gRPC metadata key that carry the token.
 inline constexpr char kAuthHeader[] = "x-mooncake-auth";
 

@@ -28,6 +28,11 @@ struct Header {
 };
 static_assert(sizeof(Header) == 12, "wire header is 12 bytes");
 
+bool HeaderValid(const Header& h) {
+  return h.magic == kMagic && h.version == kVersion && h.length <= kMaxFastRpcPayload &&
+         (h.op != static_cast<uint8_t>(FastRpcOp::kAuth) || h.length <= kMaxAuthTokenBytes);
+}
+
 using Writer = WireWriter;
 using Reader = WireReader;
 
@@ -141,12 +146,11 @@ FastRpcServer::FastRpcServer(MasterService* service, FastRpcServerOptions option
 void FastRpcServer::Serve(int fd) {
   std::string payload;
   bool authenticated = auth_token_.empty();
-  constexpr uint8_t kAuthOp = static_cast<uint8_t>(FastRpcOp::kAuth);
+  if (!authenticated && !AuthenticateFirstFrame(fd)) return;
   while (!server_.stopping()) {
     Header h;
     if (!RecvAll(fd, &h, sizeof(h)).ok()) break;
-    if (h.magic != kMagic || h.version != kVersion || h.length > kMaxFastRpcPayload ||
-        (h.op == kAuthOp && h.length > kMaxAuthTokenBytes)) {
+    if (!HeaderValid(h)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed frame";
       break;
     }
@@ -161,19 +165,10 @@ void FastRpcServer::Serve(int fd) {
                     [](int, Writer&) {});
     } else if (!read.ok()) {
       break;
-    } else if (!authenticated || h.op == kAuthOp) {
-      if (h.op == kAuthOp && AuthTokenMatches(auth_token_, payload)) {
-        authenticated = true;
-        continue;  // accepted: no reply
-      }
-      auth_refusals_.fetch_add(1);
-      MC_LOG(WARNING) << "fast rpc: refusing a connection without the right " << kAuthTokenEnv;
-      reply = GateReply(AuthRefused("the master's fast RPC port"));
-      Header rh;
-      rh.op = h.op | 0x80;
-      rh.length = static_cast<uint32_t>(reply.size());
-      iovec iov[2] = {{&rh, sizeof(rh)}, {reply.data(), reply.size()}};
-      if (SendAll(fd, iov, 2).ok()) FinishRefusal(fd);
+    } else if (h.op == static_cast<uint8_t>(FastRpcOp::kAuth)) {
+      // A repeated token: ignored when right (or when this master has none), refused when wrong.
+      if (AuthTokenMatches(auth_token_, payload)) continue;
+      Refuse(fd, h.op);
       break;
     } else if (!Handle(service_, gate_, h.op, payload, &reply)) {
       MC_LOG(WARNING) << "fast rpc: closing a connection after a malformed request";
@@ -187,6 +182,32 @@ void FastRpcServer::Serve(int fd) {
     // A large request's buffer is not kept between requests (the budget no longer counts it).
     if (payload.capacity() > (1 << 20)) std::string().swap(payload);
   }
+}
+
+bool FastRpcServer::AuthenticateFirstFrame(int fd) {
+  // Before the token, a peer gets one frame, kAuthFrameTimeout and kMaxAuthTokenBytes: no other
+  // request's payload is read, so nothing of the budget or a slot is held for long.
+  const absl::Time deadline = absl::Now() + kAuthFrameTimeout;
+  Header h;
+  if (!RecvAllBy(fd, &h, sizeof(h), deadline).ok() || !HeaderValid(h)) return false;
+  if (h.op == static_cast<uint8_t>(FastRpcOp::kAuth)) {
+    std::string token(h.length, '\0');
+    if (!RecvAllBy(fd, token.data(), token.size(), deadline).ok()) return false;
+    if (AuthTokenMatches(auth_token_, token)) return true;  // accepted: no reply
+  }
+  Refuse(fd, h.op);
+  return false;
+}
+
+void FastRpcServer::Refuse(int fd, uint8_t op) {
+  auth_refusals_.fetch_add(1);
+  MC_LOG(WARNING) << "fast rpc: refusing a connection without the right " << kAuthTokenEnv;
+  const std::string reply = GateReply(AuthRefused("the master's fast RPC port"));
+  Header rh;
+  rh.op = op | 0x80;
+  rh.length = static_cast<uint32_t>(reply.size());
+  iovec iov[2] = {{&rh, sizeof(rh)}, {const_cast<char*>(reply.data()), reply.size()}};
+  if (SendAll(fd, iov, 2).ok()) FinishRefusal(fd);
 }
 
 FastRpcClient::FastRpcClient(std::string host, int port, absl::Duration timeout,

@@ -73,6 +73,10 @@ class FastRpcServer {
 
  private:
   void Serve(int fd);
+  // With a token: reads the connection's first frame by a deadline; false = refused or gone.
+  bool AuthenticateFirstFrame(int fd);
+  // Sends the auth error as the reply to `op` and drains the connection before it is closed.
+  void Refuse(int fd, uint8_t op);
 
   MasterService* const service_;
   MasterGate* const gate_;

@@ -1,6 +1,7 @@
 // MC_AUTH_TOKEN on a real master: its gRPC port, its fast RPC port and its embedded metadata
 // server's writes serve only callers that present the token (common/auth_token.h).
 #include <httplib.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include "mooncake/master/grpc_master_client.h"
 #include "mooncake/master/master_server.h"
 #include "mooncake/metadata/http_metadata_client.h"
+#include "mooncake/net/socket_util.h"
 
 namespace mooncake {
 namespace {
@@ -122,6 +124,34 @@ TEST_F(MasterAuthTest, FastRpcServesOnlyConnectionsThatPresentTheToken) {
     ASSERT_TRUE(codes.ok()) << codes.status();
     EXPECT_EQ((*codes)[0], ErrorCode::OBJECT_NOT_FOUND);
   }
+}
+
+// Before the token, the fast RPC port reads no request payload (a 64 MiB PutStart is refused from
+// its header) and gives a silent connection kAuthFrameTimeout.
+TEST_F(MasterAuthTest, FastRpcReadsNothingBeforeTheTokenAndDropsSlowPeers) {
+  const int64_t refused_before = Refusals();
+  // The 12-byte frame header: magic "MCFR", op, version, zero, length (little-endian).
+  uint8_t header[12] = {
+      0x4d, 0x43, 0x46, 0x52, static_cast<uint8_t>(FastRpcOp::kPutStart), kFastRpcVersion, 0, 0,
+      0,    0,    0,    0x04};  // 64 MiB announced, none sent
+  auto fd = ConnectTcp("127.0.0.1", server_->fast_rpc_port(), absl::Seconds(2));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(SendAll(*fd, header, sizeof(header)).ok());
+  uint8_t reply[12];
+  ASSERT_TRUE(RecvAllBy(*fd, reply, sizeof(reply), absl::Now() + absl::Seconds(3)).ok());
+  EXPECT_EQ(reply[4], header[4] | 0x80);
+  close(*fd);
+  EXPECT_EQ(Refusals(), refused_before + 1);
+
+  fd = ConnectTcp("127.0.0.1", server_->fast_rpc_port(), absl::Seconds(2));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(SendAll(*fd, header, 5).ok());  // part of a header, then silence
+  const absl::Time start = absl::Now();
+  char byte;
+  absl::Status end = RecvAllBy(*fd, &byte, 1, start + kAuthFrameTimeout + absl::Seconds(5));
+  EXPECT_TRUE(absl::IsUnavailable(end)) << end;  // closed by the master, not by our deadline
+  EXPECT_GE(absl::Now() - start, kAuthFrameTimeout - absl::Milliseconds(100));
+  close(*fd);
 }
 
 TEST_F(MasterAuthTest, MetadataWritesNeedTheTokenReadsDoNot) {

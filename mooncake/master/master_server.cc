@@ -181,6 +181,9 @@ absl::Status MasterServer::StartMetrics() {
     m.auth_refusals = grpc_service_->auth_refusals();
     if (fast_rpc_server_ != nullptr) m.auth_refusals += fast_rpc_server_->auth_refusals();
     if (metadata_server_ != nullptr) m.auth_refusals += metadata_server_->auth_refusals();
+    if (ha::HaCoordinator* ha = ha_ready_.load(std::memory_order_acquire); ha != nullptr) {
+      m.auth_refusals += ha->auth_refusals();
+    }
     res.set_content(PrometheusText(m), "text/plain; version=0.0.4");
   });
   http.Get("/get_all_segments", [service](const httplib::Request&, httplib::Response& res) {
@@ -282,6 +285,7 @@ absl::Status MasterServer::StartHa() {
   ha::HaOptions o = options_.ha;
   o.grpc_port = port_;
   o.metrics_port = metrics_port_;
+  o.auth_token = options_.auth_token;
   if (o.bind_host.empty()) o.bind_host = options_.bind_address;
   auto ha = ha::HaCoordinator::Start(o, service_.get(), log_.get());
   if (!ha.ok()) return ha.status();

@@ -272,6 +272,29 @@ absl::Status RecvAll(int fd, void* data, size_t length) {
   return absl::OkStatus();
 }
 
+absl::Status RecvAllBy(int fd, void* data, size_t length, absl::Time deadline) {
+  char* p = static_cast<char*>(data);
+  while (length > 0) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("recv: peer too slow");
+    pollfd pfd{fd, POLLIN, 0};
+    // At most a minute per wait, so an infinite deadline is an ordinary blocking read.
+    const int64_t wait_ms = std::min<int64_t>(absl::ToInt64Milliseconds(left), 60000) + 1;
+    const int ready = poll(&pfd, 1, static_cast<int>(wait_ms));
+    if (ready < 0 && errno != EINTR) return Errno("poll", errno);
+    if (ready <= 0) continue;
+    ssize_t n = recv(fd, p, length, MSG_DONTWAIT);
+    if (n == 0) return absl::UnavailableError("connection closed by peer");
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      return Errno("recv", errno);
+    }
+    p += n;
+    length -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DiscardBytes(int fd, uint64_t length) {
   std::vector<char> scratch(std::min<uint64_t>(length, 1 << 20));
   while (length > 0) {

@@ -47,6 +47,11 @@ absl::Status SendAll(int fd, const void* data, size_t length);
 // RecvAll reads exactly `length` bytes. A closed connection is an error ("connection closed").
 absl::Status RecvAll(int fd, void* data, size_t length);
 
+// RecvAllBy is RecvAll that gives up at `deadline` (DeadlineExceeded): for the first frame of a
+// peer not yet trusted, which must not hold a connection slot by sending slowly.
+// absl::InfiniteFuture() waits as long as RecvAll.
+absl::Status RecvAllBy(int fd, void* data, size_t length, absl::Time deadline);
+
 // DiscardBytes reads and drops `length` bytes (to skip a payload that cannot be accepted).
 absl::Status DiscardBytes(int fd, uint64_t length);
 

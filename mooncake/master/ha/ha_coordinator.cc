@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/net/host_port.h"
@@ -120,6 +121,13 @@ std::string HaCoordinator::LeaderAddress() const {
 }
 
 bool HaCoordinator::AcceptStream(const proto::ha::Hello& hello) {
+  // First: without the token, a peer that read the leader's id and term off /ha_status could
+  // replace the leader's stream and feed this standby a state it would serve after a failover.
+  if (!AuthTokenMatches(options_.auth_token, hello.auth_token())) {
+    auth_refusals_.fetch_add(1);
+    MC_LOG(WARNING) << "refused a replication stream without the right MC_AUTH_TOKEN";
+    return false;
+  }
   if (leading_.load()) return false;
   absl::MutexLock lock(&mu_);
   if (hello.leader_id() != leader_id_ || hello.term() != leader_term_ || hello.term() == 0) {
@@ -363,6 +371,7 @@ void HaCoordinator::ManageLinks() {
         proto::ha::Hello hello;
         hello.set_leader_id(id_);
         hello.set_term(term_.load());
+        hello.set_auth_token(options_.auth_token);
         log_->AddLink(id, *fd, hello, service_);
         linked_.insert(id);
         MC_LOG(INFO) << "replicating to standby " << id << " at " << Str(m, "replication");

@@ -49,6 +49,9 @@ struct HaOptions {
   absl::Duration poll_interval = absl::Milliseconds(50);
   // Per-endpoint etcd timeouts: a hung member costs one of these.
   absl::Duration etcd_timeout = absl::Milliseconds(300);
+  // MC_AUTH_TOKEN ("" = off): sent in the Hello of every stream this master leads, and required
+  // of every stream it follows (docs/compatibility.md section 7).
+  std::string auth_token;
 };
 
 class HaCoordinator {
@@ -70,6 +73,8 @@ class HaCoordinator {
   // A JSON document for /ha_status.
   std::string StatusJson() const;
   int replication_port() const { return receiver_->port(); }
+  // Replication streams refused for a missing or wrong auth token.
+  uint64_t auth_refusals() const { return auth_refusals_.load(); }
 
   void Stop();
 
@@ -103,6 +108,7 @@ class HaCoordinator {
   std::atomic<int64_t> lease_deadline_ns_{0};  // CLOCK_BOOTTIME
   std::atomic<int64_t> lease_{0};
   std::atomic<int64_t> term_{0};
+  std::atomic<uint64_t> auth_refusals_{0};
 
   mutable absl::Mutex mu_;
   std::string leader_address_ ABSL_GUARDED_BY(mu_);

@@ -34,15 +34,16 @@ absl::Status WriteFrame(int fd, const google::protobuf::Message& message) {
   return SendAll(fd, iov, 2);
 }
 
-absl::Status ReadFrame(int fd, google::protobuf::Message* message) {
+absl::Status ReadFrame(int fd, google::protobuf::Message* message, uint32_t max_bytes,
+                       absl::Time deadline) {
   uint8_t header[4];
-  if (absl::Status s = RecvAll(fd, header, 4); !s.ok()) return s;
+  if (absl::Status s = RecvAllBy(fd, header, 4, deadline); !s.ok()) return s;
   const uint32_t n = header[0] | header[1] << 8 | header[2] << 16 | uint32_t{header[3]} << 24;
-  if (n > kMaxFrameBytes) {
+  if (n > max_bytes) {
     return MakeError(ErrorCode::INVALID_PARAMS, absl::StrCat("replication frame of ", n, " bytes"));
   }
   std::string body(n, '\0');
-  if (absl::Status s = RecvAll(fd, body.data(), n); !s.ok()) return s;
+  if (absl::Status s = RecvAllBy(fd, body.data(), n, deadline); !s.ok()) return s;
   if (!message->ParseFromString(body)) {
     return MakeError(ErrorCode::INVALID_PARAMS, "malformed replication frame");
   }
@@ -372,18 +373,15 @@ void ReplicationReceiver::AcceptLoop() {
       continue;
     }
     proto::ha::ToStandby hello;
-    // A connection that never says hello must not hold the acceptor.
-    struct timeval tv = {2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    if (!ReadFrame(fd, &hello).ok() || !hello.has_hello() || !accept_(hello.hello())) {
+    // A connection that never says hello (or says it slowly) must not hold the acceptor.
+    if (!ReadFrame(fd, &hello, kMaxHelloBytes, absl::Now() + absl::Seconds(2)).ok() ||
+        !hello.has_hello() || !accept_(hello.hello())) {
       proto::ha::ToLeader refused;
       refused.set_refused("this master does not follow that leader");
       (void)WriteFrame(fd, refused);
       ::close(fd);
       continue;
     }
-    tv = {0, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     // Acknowledgements are small and latency-bound: never hold one back for Nagle.
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -36,10 +36,15 @@ namespace mooncake::ha {
 
 // The largest frame either side accepts.
 inline constexpr uint32_t kMaxFrameBytes = 256u << 20;
+// The largest first frame (the Hello) a standby reads from a peer it has not accepted yet.
+inline constexpr uint32_t kMaxHelloBytes = 4096;
 
 // Frame IO: a 4-byte little-endian length and the serialized message.
 absl::Status WriteFrame(int fd, const google::protobuf::Message& message);
-absl::Status ReadFrame(int fd, google::protobuf::Message* message);
+// ReadFrame refuses a frame over `max_bytes` and gives up at `deadline`.
+absl::Status ReadFrame(int fd, google::protobuf::Message* message,
+                       uint32_t max_bytes = kMaxFrameBytes,
+                       absl::Time deadline = absl::InfiniteFuture());
 
 enum class LinkState { kCatchingUp, kJoining, kInSync };
 

@@ -119,17 +119,19 @@ void ShmExporter::BumpGeneration() {
 
 void ShmExporter::Serve(int fd) {
   bool authenticated = auth_token_.empty();
+  // Until it presents the token, a peer has kAuthFrameTimeout for its one message.
+  const absl::Time auth_deadline = absl::Now() + kAuthFrameTimeout;
   while (!server_.stopping()) {
+    const absl::Time deadline = authenticated ? absl::InfiniteFuture() : auth_deadline;
     ShmRequest req;
-    ssize_t n = recv(fd, &req, sizeof(req), MSG_WAITALL);
-    if (n != static_cast<ssize_t>(sizeof(req))) break;
+    if (!RecvAllBy(fd, &req, sizeof(req), deadline).ok()) break;
     ShmReply reply{0, 0, 0};
     if (req.buffer_addr == kShmAuthMagic) {
       uint64_t length = 0;
-      if (recv(fd, &length, sizeof(length), MSG_WAITALL) != sizeof(length)) break;
+      if (!RecvAllBy(fd, &length, sizeof(length), deadline).ok()) break;
       if (length == 0 || length > kMaxAuthTokenBytes) break;
       std::string token(length, '\0');
-      if (recv(fd, token.data(), length, MSG_WAITALL) != static_cast<ssize_t>(length)) break;
+      if (!RecvAllBy(fd, token.data(), length, deadline).ok()) break;
       if (!AuthTokenMatches(auth_token_, token)) {
         auth_refusals_.fetch_add(1);
         reply.status = kShmAuthRefused;

@@ -86,17 +86,13 @@ void TcpDataServer::Serve(int fd) {
     connections_.insert(&conn);
   }
   FrameHeader h;
-  bool authenticated = options_.auth_token.empty();
-  while (!server_.stopping() && !conn.fenced.load() && RecvHeader(fd, &h, server_)) {
+  const bool authenticated = options_.auth_token.empty() || Authenticate(fd);
+  while (authenticated && !server_.stopping() && !conn.fenced.load() &&
+         RecvHeader(fd, &h, server_)) {
     absl::Status valid = h.Validate();
     if (!valid.ok()) {
       MC_LOG(WARNING) << "tcp data server: closing connection after malformed frame: " << valid;
       break;
-    }
-    if (!authenticated) {
-      if (!Authenticate(fd, h)) break;
-      authenticated = true;
-      continue;
     }
     bool keep = false;
     switch (h.op) {
@@ -143,15 +139,23 @@ bool TcpDataServer::SendError(int fd, const FrameHeader& request, FrameOp op,
   return SendAll(fd, iov, 2).ok();
 }
 
-bool TcpDataServer::Authenticate(int fd, const FrameHeader& h) {
-  std::string given;
-  if (h.op == FrameOp::kAuth) {
-    given.resize(h.length);  // Validate: at most kMaxAuthTokenBytes
-    if (!RecvAll(fd, given.data(), given.size()).ok()) return false;
-    if (AuthTokenMatches(options_.auth_token, given)) return true;
-  } else if (h.op != FrameOp::kRead && !DiscardBytes(fd, h.length).ok()) {
-    return false;  // the payload is read (never applied) so the error reply is not lost to a reset
+bool TcpDataServer::Authenticate(int fd) {
+  // One frame, by a deadline: a peer without the token holds a slot for kAuthFrameTimeout at most
+  // and has at most kMaxAuthTokenBytes of its payload read.
+  const absl::Time deadline = absl::Now() + kAuthFrameTimeout;
+  FrameHeader h;
+  if (!RecvAllBy(fd, &h, sizeof(h), deadline).ok()) return false;
+  if (absl::Status valid = h.Validate(); !valid.ok()) {
+    MC_LOG(WARNING) << "tcp data server: closing connection after malformed frame: " << valid;
+    return false;
   }
+  if (h.op == FrameOp::kAuth) {
+    std::string given(h.length, '\0');  // Validate: at most kMaxAuthTokenBytes
+    if (!RecvAllBy(fd, given.data(), given.size(), deadline).ok()) return false;
+    if (AuthTokenMatches(options_.auth_token, given)) return true;
+  }
+  // Any other request's payload is left unread: FinishRefusal drops it while the peer reads the
+  // error, for a bounded time.
   auth_refusals_.fetch_add(1);
   MC_LOG(WARNING) << "tcp data server: refusing a connection without the right " << kAuthTokenEnv;
   // The request's own reply op, so the peer reports the refusal as that request's error.

@@ -91,9 +91,10 @@ class TcpDataServer {
   bool HandleControl(int fd, const FrameHeader& h);
   bool HandleServiceStream(int fd, const FrameHeader& h, const std::string& payload);
   bool HandleHello(Connection* conn);
-  // Authenticate answers the first frame of a connection when the server has a token: true when
-  // it was a matching AUTH; otherwise the error reply went out and the connection must close.
-  bool Authenticate(int fd, const FrameHeader& h);
+  // Authenticate reads and answers the first frame of a connection when the server has a token:
+  // true when it was a matching AUTH; otherwise the error reply went out and the connection must
+  // close.
+  bool Authenticate(int fd);
   bool SendError(int fd, const FrameHeader& request, FrameOp op, const absl::Status& status);
   // Fence marks the connection named `token` fenced (or remembers the token, should its HELLO
   // still be on its way) and waits until it applies nothing more.

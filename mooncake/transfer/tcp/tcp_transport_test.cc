@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "mooncake/common/auth_token.h"
 #include "mooncake/common/error_code.h"
 #include "mooncake/net/socket_util.h"
 #include "mooncake/transfer/memory_registry.h"
@@ -158,6 +159,36 @@ TEST_F(TcpTransportTest, ServerWithTokenServesOnlyPeersThatPresentIt) {
                           absl::Seconds(5), "s3cret")
                   .ok());
   EXPECT_TRUE(GuardsIntact());
+}
+
+// Before the token, a peer has no payload of a request read, and one frame's time to send it.
+TEST_F(TcpTransportTest, ServerWithTokenReadsNothingBeforeItAndDropsSlowPeers) {
+  StartServer("s3cret");
+  std::vector<unsigned char> before(remote_);
+  auto fd = ConnectTcp("127.0.0.1", server_->port(), absl::Seconds(2));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  FrameHeader w;
+  w.op = FrameOp::kWrite;
+  w.addr = RemoteAddr(0);
+  w.length = 64 << 20;  // announced, never sent: the refusal must not wait for it
+  ASSERT_TRUE(SendAll(*fd, &w, sizeof(w)).ok());
+  FrameHeader reply;
+  ASSERT_TRUE(RecvAllBy(*fd, &reply, sizeof(reply), absl::Now() + absl::Seconds(3)).ok());
+  EXPECT_EQ(reply.op, static_cast<FrameOp>(static_cast<uint8_t>(FrameOp::kWrite) | 0x80));
+  EXPECT_NE(reply.status, 0);
+  close(*fd);
+
+  // Half a header, then silence: the server closes the connection after kAuthFrameTimeout.
+  fd = ConnectTcp("127.0.0.1", server_->port(), absl::Seconds(2));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(SendAll(*fd, &w, sizeof(w) / 2).ok());
+  const absl::Time start = absl::Now();
+  char byte;
+  absl::Status end = RecvAllBy(*fd, &byte, 1, start + kAuthFrameTimeout + absl::Seconds(5));
+  EXPECT_TRUE(absl::IsUnavailable(end)) << end;  // closed by the server, not our deadline
+  EXPECT_GE(absl::Now() - start, kAuthFrameTimeout - absl::Milliseconds(100));
+  close(*fd);
+  EXPECT_EQ(remote_, before);
 }
 
 TEST_F(TcpTransportTest, ServerWithoutTokenIgnoresOne) {
