@@ -208,6 +208,8 @@ absl::Status TransferEngine::Init() {
     }
   }
 
+  // Peers learn of this engine from the metadata below: its control requests are served from here.
+  control_ready_.store(true, std::memory_order_release);
   if (seams_.metadata != nullptr) {
     metadata_ = seams_.metadata;
   } else if (options_.metadata_server != kP2PHandshake) {
@@ -268,6 +270,9 @@ void TransferEngine::Schedule(std::function<void()> fn) {
 }
 
 absl::StatusOr<std::string> TransferEngine::HandleControl(FrameOp op, const std::string& payload) {
+  if (!control_ready_.load(std::memory_order_acquire)) {
+    return MakeError(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "the transfer engine is starting");
+  }
   if (op == FrameOp::kGetDescriptor) return DescriptorJson();
   if (op == FrameOp::kRdmaHandshake) {
     absl::StatusOr<EndpointInfo> theirs = ParseEndpointInfo(payload);
@@ -286,6 +291,9 @@ void TransferEngine::SetServiceHandler(ServiceHandler handler) {
 
 absl::Status TransferEngine::HandleServiceStream(const std::string& request,
                                                  ControlReplyStream& reply) {
+  if (!control_ready_.load(std::memory_order_acquire)) {
+    return MakeError(ErrorCode::UNAVAILABLE_IN_CURRENT_STATUS, "the transfer engine is starting");
+  }
   std::shared_ptr<const ServiceHandler> handler;
   {
     absl::MutexLock lock(&service_mu_);

@@ -297,6 +297,9 @@ class TransferEngine {
   int64_t next_probe_ns_ ABSL_GUARDED_BY(seg_mu_) = 0;
 
   std::atomic<bool> stopping_{false};
+  // Set (release) once Init has written every member the TCP server's control handler reads
+  // (segment_name_, shm_exporter_, rdma_); the server listens before that, to learn its port.
+  std::atomic<bool> control_ready_{false};
   std::thread watchdog_;
 };
 
