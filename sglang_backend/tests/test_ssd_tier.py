@@ -150,14 +150,17 @@ def test_a_torn_bucket_is_dropped_at_restart_and_never_served(offload_master, ss
 def test_a_full_disk_costs_only_disk_copies(offload_master):
     """The offload directory is a 16 MiB tmpfs (in a private mount namespace): writes past it fail
     with ENOSPC, are logged and counted, and nothing else is lost."""
+    # Root needs only a mount namespace (and a chroot, such as tools/foreign_root's, refuses a
+    # user namespace); anyone else gets root inside a user namespace first.
+    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
     if shutil.which("unshare") is None or subprocess.run(
-            ["unshare", "-rm", "true"], capture_output=True).returncode != 0:
-        pytest.skip("unshare -rm (user and mount namespaces) is not available here, so no small "
-                    "tmpfs can be mounted for the full-disk case")
+            unshare + ["true"], capture_output=True).returncode != 0:
+        pytest.skip(f"{' '.join(unshare)} (a private mount namespace) is not available here, so "
+                    "no small tmpfs can be mounted for the full-disk case")
     d = tempfile.mkdtemp(prefix="mooncake-ssd-full-")
     script = f'mount -t tmpfs -o size=16m none {d} && exec "$@"'
-    node = harness.start_storage_node(offload_master, "64mb", wrap=["unshare", "-rm", "sh", "-c",
-                                                                    script, "sh"],
+    node = harness.start_storage_node(offload_master, "64mb", wrap=unshare + ["sh", "-c",
+                                                                              script, "sh"],
                                       args=[f"--ssd_offload_path={d}"])
     try:
         store = client(offload_master)
