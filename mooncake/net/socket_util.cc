@@ -273,12 +273,13 @@ absl::Status RecvAll(int fd, void* data, size_t length) {
 }
 
 absl::Status RecvAllBy(int fd, void* data, size_t length, absl::Time deadline) {
+  // No deadline: one blocking recv per piece, not a poll as well (replication's hot path).
+  if (deadline == absl::InfiniteFuture()) return RecvAll(fd, data, length);
   char* p = static_cast<char*>(data);
   while (length > 0) {
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("recv: peer too slow");
     pollfd pfd{fd, POLLIN, 0};
-    // At most a minute per wait, so an infinite deadline is an ordinary blocking read.
     const int64_t wait_ms = std::min<int64_t>(absl::ToInt64Milliseconds(left), 60000) + 1;
     const int ready = poll(&pfd, 1, static_cast<int>(wait_ms));
     if (ready < 0 && errno != EINTR) return Errno("poll", errno);

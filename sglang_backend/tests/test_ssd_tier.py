@@ -150,9 +150,9 @@ def test_a_torn_bucket_is_dropped_at_restart_and_never_served(offload_master, ss
 def test_a_full_disk_costs_only_disk_copies(offload_master):
     """The offload directory is a 16 MiB tmpfs (in a private mount namespace): writes past it fail
     with ENOSPC, are logged and counted, and nothing else is lost."""
-    # Root needs only a mount namespace; anyone else gets root inside a user namespace first. In
-    # a chroot (tools/foreign_root's roots) neither works: its root is not a mount point, so
-    # unshare cannot make the new namespace's mounts private, and this test is skipped there.
+    # Root needs only a mount namespace (a chroot refuses user namespaces; tools/foreign_root
+    # binds its roots onto themselves so that unshare can make their mounts private); anyone
+    # else gets root inside a user namespace first.
     unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
     if shutil.which("unshare") is None or subprocess.run(
             unshare + ["true"], capture_output=True).returncode != 0:
