@@ -1,18 +1,27 @@
 // Fuzzes the shared-memory handshake: a real ShmExporter on an abstract unix socket, serving one
-// registered memfd buffer. Each input becomes a stream of 8-byte "give me the fd of buffer A"
-// requests (records of a selector byte and a 64-bit value, so inputs can name the real buffer,
-// an address near it, the generation page, or anything), plus any tail bytes. Checks:
-//   - the exporter answers every whole request with exactly one 16-byte reply, then closes;
+// registered memfd buffer. Each input becomes a stream of handshake messages, built from 9-byte
+// records (a selector byte and a 64-bit value): "give me the fd of buffer A" requests naming the
+// real buffer, an address near it, the generation page or any value, and AUTH messages (the magic,
+// a token length and a token) with the right token or a wrong one, plus up to 7 tail bytes.
+// An input whose first byte is 0 goes, without that byte, to a second exporter with
+// MC_AUTH_TOKEN kToken. The expected replies come from a model of the protocol that parses the
+// bytes actually sent (shared_memory.cc, "Handshake"). Checks:
+//   - the exporter answers exactly the model's replies, in order, then closes;
 //   - it grants an fd only for the generation page (addr 0, 4096 bytes) or the buffer's exact
 //     start address (the buffer's length), and refuses everything else;
+//   - the token exporter grants nothing before an AUTH message with kToken, refuses the first
+//     other message, and closes on it;
 //   - no hang.
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
+#include "mooncake/common/auth_token.h"
+#include "mooncake/common/error_code.h"
 #include "mooncake/common/fuzz_target.h"
 #include "mooncake/common/logging.h"
 #include "mooncake/net/loopback_exchange.h"
@@ -22,11 +31,15 @@
 namespace {
 
 constexpr uint64_t kBufferBytes = 64 << 10;
+constexpr uint64_t kAuthMagic = 0x48545541484d434dull;  // "MCMHAUTH", as shared_memory.cc
+constexpr int32_t kAuthRefused = -2;
+constexpr char kToken[] = "fuzz-token";
 
 struct Exporter {
   mooncake::MemoryRegistry registry;
   mooncake::SharedBuffer buffer;
-  std::unique_ptr<mooncake::ShmExporter> exporter;
+  std::unique_ptr<mooncake::ShmExporter> open;
+  std::unique_ptr<mooncake::ShmExporter> with_token;  // MC_AUTH_TOKEN kToken
 
   Exporter() {
     // Every malformed input logs a warning; millions of them would drown the fuzzer's output.
@@ -39,8 +52,11 @@ struct Exporter {
     rb.length = buffer.length;
     rb.shm_fd = buffer.fd;
     MC_FUZZ_CHECK(registry.Register(rb).ok());
-    exporter = std::make_unique<mooncake::ShmExporter>(&registry);
-    MC_FUZZ_CHECK(exporter->Start("mooncake-shm-fuzz-" + std::to_string(getpid())).ok());
+    const std::string name = "mooncake-shm-fuzz-" + std::to_string(getpid());
+    open = std::make_unique<mooncake::ShmExporter>(&registry);
+    MC_FUZZ_CHECK(open->Start(name).ok());
+    with_token = std::make_unique<mooncake::ShmExporter>(&registry, kToken);
+    MC_FUZZ_CHECK(with_token->Start(name + "-token").ok());
   }
   uint64_t addr() const { return reinterpret_cast<uint64_t>(buffer.addr); }
 };
@@ -56,40 +72,119 @@ struct Reply {
   uint64_t length;
 };
 
+enum class Expect { kGrant, kRefuse, kAuthOk, kAuthRefused };
+struct Expected {
+  Expect what;
+  uint64_t length;  // for kGrant
+};
+
+void AppendU64(std::string* s, uint64_t v) { s->append(reinterpret_cast<const char*>(&v), 8); }
+
+// The protocol, read off the bytes sent: what the exporter must answer before it closes.
+std::vector<Expected> Model(absl::string_view s, const std::string& token, uint64_t buffer) {
+  std::vector<Expected> out;
+  bool authenticated = token.empty();
+  size_t pos = 0;
+  auto read_u64 = [&](uint64_t* v) {
+    if (s.size() - pos < 8) return false;
+    memcpy(v, s.data() + pos, 8);
+    pos += 8;
+    return true;
+  };
+  uint64_t v;
+  while (read_u64(&v)) {
+    if (v == kAuthMagic) {
+      uint64_t length;
+      if (!read_u64(&length) || length == 0 || length > mooncake::kMaxAuthTokenBytes) break;
+      if (s.size() - pos < length) break;
+      const absl::string_view given = s.substr(pos, length);
+      pos += length;
+      if (!token.empty() && given != token) {
+        out.push_back({Expect::kAuthRefused, 0});
+        break;
+      }
+      authenticated = true;
+      out.push_back({Expect::kAuthOk, 0});
+      continue;
+    }
+    if (!authenticated) {
+      out.push_back({Expect::kAuthRefused, 0});
+      break;
+    }
+    if (v == 0) {
+      out.push_back({Expect::kGrant, 4096});
+    } else if (v == buffer) {
+      out.push_back({Expect::kGrant, kBufferBytes});
+    } else {
+      out.push_back({Expect::kRefuse, 0});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Exporter& e = TheExporter();
-  std::vector<uint64_t> addrs;
+  const bool token_server = size > 0 && data[0] == 0;
+  if (token_server) {
+    ++data;
+    --size;
+  }
   std::string stream;
   size_t i = 0;
   for (; i + 9 <= size; i += 9) {
     uint64_t v;
     memcpy(&v, data + i + 1, 8);
-    switch (data[i] % 3) {
-      case 0:
-        break;  // any address
-      case 1:
-        v = e.addr() + (v % (2 * kBufferBytes)) - kBufferBytes;  // at or near the buffer
+    switch (data[i] % 5) {
+      case 0:  // any value (the magic too, followed by whatever comes next)
+        AppendU64(&stream, v);
         break;
-      case 2:
-        v = 0;  // the generation page
+      case 1:  // at or near the buffer
+        AppendU64(&stream, e.addr() + (v % (2 * kBufferBytes)) - kBufferBytes);
         break;
+      case 2:  // the generation page
+        AppendU64(&stream, 0);
+        break;
+      case 3:  // AUTH with the right token
+        AppendU64(&stream, kAuthMagic);
+        AppendU64(&stream, sizeof(kToken) - 1);
+        stream.append(kToken);
+        break;
+      case 4: {  // AUTH with a wrong token, of any length (0 and > 256 are malformed)
+        const uint64_t length = v % 300;
+        AppendU64(&stream, kAuthMagic);
+        AppendU64(&stream, length);
+        stream.append(std::min<uint64_t>(length, 300), static_cast<char>('a' + v % 26));
+        break;
+      }
     }
-    addrs.push_back(v);
-    stream.append(reinterpret_cast<const char*>(&v), 8);
   }
-  // A partial request (at most 7 bytes: the exporter never answers it).
+  // A partial message (at most 7 bytes: the exporter never answers it).
   stream.append(reinterpret_cast<const char*>(data + i), std::min<size_t>(size - i, 7));
-  absl::StatusOr<std::string> reply = mooncake::UnixExchange(e.exporter->name(), stream);
+
+  mooncake::ShmExporter& exporter = token_server ? *e.with_token : *e.open;
+  const std::vector<Expected> expected = Model(stream, token_server ? kToken : "", e.addr());
+  absl::StatusOr<std::string> reply = mooncake::UnixExchange(exporter.name(), stream);
   MC_FUZZ_CHECK(reply.ok());
-  MC_FUZZ_CHECK(reply->size() == addrs.size() * sizeof(Reply));
-  for (size_t n = 0; n < addrs.size(); ++n) {
+  MC_FUZZ_CHECK(reply->size() == expected.size() * sizeof(Reply));
+  for (size_t n = 0; n < expected.size(); ++n) {
     Reply r;
     memcpy(&r, reply->data() + n * sizeof(Reply), sizeof(r));
-    const bool grantable = addrs[n] == 0 || addrs[n] == e.addr();
-    MC_FUZZ_CHECK((r.status == 0) == grantable);
-    if (r.status == 0) MC_FUZZ_CHECK(r.length == (addrs[n] == 0 ? 4096 : kBufferBytes));
+    switch (expected[n].what) {
+      case Expect::kGrant:
+        MC_FUZZ_CHECK(r.status == 0 && r.length == expected[n].length);
+        break;
+      case Expect::kRefuse:
+        MC_FUZZ_CHECK(r.status == static_cast<int32_t>(mooncake::ErrorCode::INVALID_PARAMS));
+        break;
+      case Expect::kAuthOk:
+        MC_FUZZ_CHECK(r.status == 0 && r.length == 0);
+        break;
+      case Expect::kAuthRefused:
+        MC_FUZZ_CHECK(r.status == kAuthRefused);
+        break;
+    }
   }
   return 0;
 }
@@ -102,4 +197,9 @@ MC_FUZZ_SEEDS(seeds) {
   };
   seeds->push_back(record(2, 0) + record(1, 64 << 10) + record(1, (64 << 10) + 8));
   seeds->push_back(record(0, 0xdeadbeef) + record(1, 0) + "abc");
+  seeds->push_back(record(3, 0) + record(2, 0) + record(4, 10) + record(2, 0));
+  // The token exporter: refused without AUTH; served after it.
+  seeds->push_back(std::string(1, '\0') + record(2, 0) + record(1, 64 << 10));
+  seeds->push_back(std::string(1, '\0') + record(3, 0) + record(1, 64 << 10) + record(2, 0));
+  seeds->push_back(std::string(1, '\0') + record(4, 299) + record(2, 0));
 }
