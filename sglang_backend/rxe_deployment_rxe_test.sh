@@ -15,4 +15,10 @@ venv="$work/venv"
 mkdir -p "$work/scripts"
 cp sglang_backend/tests/rxe_deployment.py sglang_backend/tests/harness.py "$work/scripts/"
 run="MOONCAKE_PROTOCOL=rdma MOONCAKE_DEVICE=erdma_0,erdma_1 $venv/bin/python $work/scripts/rxe_deployment.py"
+# A sanitized wheel (tools/asan) needs its runtime preloaded in the guests too; their reports go
+# to stderr (a guest's /tmp is its own, so no log_path).
+if [[ -n "${LD_PRELOAD:-}" ]]; then
+  asan_options="$(sed -E 's/(^|:)log_path=[^:]*//' <<<"${ASAN_OPTIONS:-}")"
+  run="LD_PRELOAD=$LD_PRELOAD ASAN_OPTIONS=$asan_options $run"
+fi
 exec "$(readlink -f tools/rxe_test)" --timeout 400 "$run" "$run"
