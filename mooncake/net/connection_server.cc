@@ -101,10 +101,12 @@ void ConnectionServer::AcceptLoop() {
     conn->fd = fd;
     Connection* raw = conn.get();
     connections_.push_back(std::move(conn));
+    serving_.fetch_add(1);
     raw->thread = std::thread([this, raw] {
       handler_(raw->fd);
       shutdown(raw->fd, SHUT_RDWR);
       raw->finished.store(true);
+      serving_.fetch_sub(1);
     });
   }
 }

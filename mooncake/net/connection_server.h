@@ -41,6 +41,8 @@ class ConnectionServer {
   int port() const { return port_; }
   // stopping is true once Stop() began; handlers blocked in I/O are woken by a shutdown.
   bool stopping() const { return stopping_.load(); }
+  // serving is the number of accepted connections whose handler has not returned yet.
+  int serving() const { return serving_.load(); }
   void Stop();
 
  private:
@@ -60,6 +62,7 @@ class ConnectionServer {
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<int> serving_{0};
   std::thread accept_thread_;
   absl::Mutex mu_;
   std::list<std::unique_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);

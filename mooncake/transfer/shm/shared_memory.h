@@ -56,6 +56,8 @@ class ShmExporter {
   void BumpGeneration();
   // Peers refused for a missing or wrong token.
   uint64_t auth_refusals() const { return auth_refusals_.load(); }
+  // Handshake connections still being served.
+  int serving() const { return server_.serving(); }
 
  private:
   void Serve(int fd);

@@ -83,7 +83,11 @@ TEST(SharedMemoryTest, OwnerWithTokenGrantsNothingWithoutIt) {
   ASSERT_TRUE(p.ok()) << p.status();
   memcpy(*p, "hello", 5);
   EXPECT_EQ(memcmp(buf->addr, "hello", 5), 0);
+  EXPECT_GE(exporter.serving(), 1);  // the admitted peer keeps its handshake connection
   peer->reset();
+  // Every connection, refused or served, ends once its peer is gone.
+  for (int i = 0; i < 500 && exporter.serving() > 0; ++i) usleep(10000);
+  EXPECT_EQ(exporter.serving(), 0);
   exporter.Stop();
   FreeSharedBuffer(*buf);
 }
